@@ -1,0 +1,44 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Both create the virtual environment and install the project first.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit policy-test services keys serve clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+keys: $(STAMP)
+	$(BIN)/ketenbroker keys init --if-missing
+
+# The main job on the embedded default: SQLite, in-process replay cache, regopy.
+demo: keys
+	$(BIN)/ketenbroker demo
+
+serve: keys
+	$(BIN)/ketenbroker serve
+
+services:
+	bash scripts/ensure-services.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+policy-test: $(STAMP)
+	$(BIN)/ketenbroker policy test
+
+unit: keys services
+	$(BIN)/pytest
+
+test: lint policy-test unit
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Partner adapters: each answers the broker from its partner's own system."""

@@ -1,0 +1,1 @@
+"""The gemeente adapter: answers `gemeente.maatregelen` from the case system."""

@@ -1,0 +1,1 @@
+"""The police adapter: answers `politie.meldingen` from a BVH-style register extract."""

@@ -1,0 +1,1 @@
+"""The FastAPI edge: thin routers over the broker's services."""

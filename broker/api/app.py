@@ -1,0 +1,147 @@
+"""The FastAPI application, built by `create_app(settings)` (never at import time).
+
+Errors: every failure becomes an RFC 9457 problem document with a `code`.
+The handler maps the cause (broker/errors.py) to a status, shows the fixed
+public detail only, and records the refusal in the audit log. If even that
+record cannot be written, the answer is a 503: a refusal that cannot be
+logged is still a refusal, and nothing is disclosed either way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from broker import __version__
+from broker.api.problems import problem
+from broker.api.routes import audit, cases, convenant, exchanges, health, oauth
+from broker.audit.entries import security_event
+from broker.errors import (
+    AdapterTrustError,
+    BackendUnavailableError,
+    ConflictError,
+    InputError,
+    InsufficientScopeError,
+    KetenbrokerError,
+    NotFoundError,
+    RefusalError,
+    TrustError,
+)
+from broker.services import Services, build_services
+from broker.settings import Settings
+from broker.tracing import parse_traceparent
+
+log = logging.getLogger("ketenbroker.api")
+
+
+def status_for(error: KetenbrokerError) -> int:
+    if isinstance(error, RefusalError):
+        return error.status
+    if isinstance(error, InsufficientScopeError):
+        return 403
+    if isinstance(error, AdapterTrustError):
+        return 502
+    if isinstance(error, TrustError):
+        return 401
+    if isinstance(error, NotFoundError):
+        return 404
+    if isinstance(error, ConflictError):
+        return 409
+    if isinstance(error, InputError):
+        return 400
+    if isinstance(error, BackendUnavailableError):
+        return 503
+    return 500
+
+
+def _record_refusal(request: Request, code: str, detail: str) -> bool:
+    """Log a refusal at the edge; False when the audit log cannot take it."""
+    services: Services = request.app.state.services
+    if getattr(request.state, "refusal_logged", False):
+        return True
+    principal = getattr(request.state, "principal", None)
+    try:
+        services.audit.record(
+            security_event(
+                time=services.clock.now(),
+                event=f"{request.method} {request.scope.get('route').path if request.scope.get('route') else 'unrouted'}",  # type: ignore[union-attr]  # route is set when matched
+                code=code,
+                principal=principal if isinstance(principal, str) else None,
+                trace_id=parse_traceparent(request.headers.get("traceparent")).trace_id,
+                detail=detail,
+            )
+        )
+    except BackendUnavailableError:
+        return False
+    request.state.refusal_logged = True
+    return True
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(KetenbrokerError)
+    async def broker_error(request: Request, error: KetenbrokerError) -> JSONResponse:
+        status = status_for(error)
+        # Exchange refusals are logged by the pipeline itself, with full detail.
+        already_logged = hasattr(error, "receipt")
+        if not already_logged and not _record_refusal(request, error.code, str(error)):
+            return problem(503, "audit_unavailable", "The audit log could not record this request.")
+        headers = None
+        if status == 401:
+            headers = {"WWW-Authenticate": f'Bearer error="{error.code}"'}
+        log.info("refused %s %s: %s (%s)", request.method, request.url.path, error.code, status)
+        return problem(status, error.code, error.public_detail, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # Locations and error types only: never the submitted values (they may be personal data).
+        problems = [
+            {"loc": [str(part) for part in e.get("loc", ())], "type": str(e.get("type", ""))}
+            for e in error.errors()
+        ]
+        if not _record_refusal(request, "invalid_request", f"validation failed at {problems[:5]}"):
+            return problem(503, "audit_unavailable", "The audit log could not record this request.")
+        return problem(
+            400,
+            "invalid_request",
+            "The request body or parameters are not valid.",
+            extra={"errors": problems[:20]},
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return problem(error.status_code, code, "The request could not be served.")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        # Fail closed and say nothing about internals.
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return problem(500, "internal_error", "The request could not be completed.")
+
+
+def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
+    owned = services is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            app.state.services.close()
+
+    app = FastAPI(
+        title="Ketenbroker",
+        version=__version__,
+        description="Secure data exchange for the aanpak woonoverlast (contract v1).",
+        lifespan=lifespan,
+    )
+    app.state.services = services or build_services(settings)
+    install_error_handlers(app)
+    for module in (health, oauth, convenant, cases, exchanges, audit):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,99 @@
+"""The case register's endpoints (contract.md, Cases)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from broker.api.deps import ServicesDep
+from broker.api.security import CasesReadCaller, CasesWriteCaller
+from broker.cases.register import case_document
+from broker.cases.requests import (
+    AdmitPartnerRequest,
+    ConsentRequest,
+    CreateCaseRequest,
+    TransitionRequest,
+)
+
+router = APIRouter(tags=["cases"])
+
+CASE_ID = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+@router.post("/v1/cases", status_code=201)
+def create_case(
+    body: CreateCaseRequest, services: ServicesDep, caller: CasesWriteCaller, request: Request
+) -> JSONResponse:
+    request.state.principal = caller.principal
+    case = services.cases.create(caller=caller.principal, request=body, now=services.clock.now())
+    return JSONResponse(
+        {"id": case.id, "status": case.status.value},
+        status_code=201,
+        headers={"Location": f"/v1/cases/{case.id}"},
+    )
+
+
+@router.get("/v1/cases/{case_id}")
+def get_case(
+    case_id: str, services: ServicesDep, caller: CasesReadCaller, request: Request
+) -> dict[str, Any]:
+    request.state.principal = caller.principal
+    case = services.cases.get(caller=caller.principal, case_id=case_id)
+    return case_document(case, services.convenant, viewer=caller.principal, now=services.clock.now())
+
+
+@router.post("/v1/cases/{case_id}/partners")
+def admit_partner(
+    case_id: str,
+    body: AdmitPartnerRequest,
+    services: ServicesDep,
+    caller: CasesWriteCaller,
+    request: Request,
+) -> dict[str, Any]:
+    request.state.principal = caller.principal
+    now = services.clock.now()
+    case = services.cases.admit(caller=caller.principal, case_id=case_id, partner=body.partner, now=now)
+    return case_document(case, services.convenant, viewer=caller.principal, now=now)
+
+
+@router.post("/v1/cases/{case_id}/consent")
+def decide_consent(
+    case_id: str,
+    body: ConsentRequest,
+    services: ServicesDep,
+    caller: CasesWriteCaller,
+    request: Request,
+) -> dict[str, Any]:
+    request.state.principal = caller.principal
+    now = services.clock.now()
+    case = services.cases.decide_consent(
+        caller=caller.principal, case_id=case_id, granted=body.decision == "granted", now=now
+    )
+    return {"case": case.id, "consent": case.consent.value}
+
+
+@router.post("/v1/cases/{case_id}/transitions")
+def transition(
+    case_id: str,
+    body: TransitionRequest,
+    services: ServicesDep,
+    caller: CasesWriteCaller,
+    request: Request,
+) -> dict[str, Any]:
+    request.state.principal = caller.principal
+    case = services.cases.transition(
+        caller=caller.principal, case_id=case_id, to=body.to, now=services.clock.now()
+    )
+    return {"case": case.id, "status": case.status.value}
+
+
+@router.get("/v1/cases/{case_id}/status")
+def case_status(
+    case_id: str, services: ServicesDep, caller: CasesReadCaller, request: Request
+) -> dict[str, Any]:
+    request.state.principal = caller.principal
+    return services.cases.status_view(
+        caller=caller.principal, case_id=case_id, now=services.clock.now()
+    )

@@ -1,0 +1,189 @@
+"""Case values and the pure rules of the case register (no I/O).
+
+States follow the process of seed 002 (intake, case meeting, plan,
+monitoring, closing) as contract.md names them. Transitions:
+
+    aangemeld → in_behandeling → casusoverleg → plan_van_aanpak → monitoring → afgesloten
+    aangemeld | in_behandeling | casusoverleg → geen_complexe_overlast
+    monitoring → plan_van_aanpak   (the plan is adjusted, seed 004 §5.1 "bijstellingen")
+
+`afgesloten` and `geen_complexe_overlast` are final. Anything else is a 409.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from enum import StrEnum
+
+from broker.errors import ConflictError, NotFoundError
+
+
+class CaseStatus(StrEnum):
+    aangemeld = "aangemeld"
+    in_behandeling = "in_behandeling"
+    casusoverleg = "casusoverleg"
+    plan_van_aanpak = "plan_van_aanpak"
+    monitoring = "monitoring"
+    afgesloten = "afgesloten"
+    geen_complexe_overlast = "geen_complexe_overlast"
+
+
+ALLOWED_TRANSITIONS: dict[CaseStatus, frozenset[CaseStatus]] = {
+    CaseStatus.aangemeld: frozenset(
+        {CaseStatus.in_behandeling, CaseStatus.geen_complexe_overlast}
+    ),
+    CaseStatus.in_behandeling: frozenset(
+        {CaseStatus.casusoverleg, CaseStatus.geen_complexe_overlast}
+    ),
+    CaseStatus.casusoverleg: frozenset(
+        {CaseStatus.plan_van_aanpak, CaseStatus.geen_complexe_overlast}
+    ),
+    CaseStatus.plan_van_aanpak: frozenset({CaseStatus.monitoring}),
+    CaseStatus.monitoring: frozenset({CaseStatus.afgesloten, CaseStatus.plan_van_aanpak}),
+    CaseStatus.afgesloten: frozenset(),
+    CaseStatus.geen_complexe_overlast: frozenset(),
+}
+
+
+class CaseKind(StrEnum):
+    enkelvoudig = "enkelvoudig"
+    complex = "complex"
+
+
+class SubjectRole(StrEnum):
+    overlastgever = "overlastgever"
+    melder = "melder"
+    omwonende = "omwonende"
+
+
+class PartnerStatus(StrEnum):
+    uitgenodigd = "uitgenodigd"
+    actief = "actief"
+    teruggetrokken = "teruggetrokken"
+
+
+class Consent(StrEnum):
+    """The dwelling-owning corporation's permission to take up the case (seed 004 §5.2)."""
+
+    not_required = "not_required"
+    pending = "pending"
+    granted = "granted"
+    refused = "refused"
+
+
+@dataclass(frozen=True)
+class Address:
+    postcode: str
+    huisnummer: int
+    toevoeging: str | None
+    plaats: str
+
+
+@dataclass(frozen=True)
+class Subject:
+    ref: str
+    role: SubjectRole
+    # None once the case's personal data has been destroyed (R7).
+    name: str | None
+    birth_date: date | None
+
+
+@dataclass(frozen=True)
+class CasePartner:
+    partner: str
+    status: PartnerStatus
+    since: datetime
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    reference: str
+    kind: CaseKind
+    status: CaseStatus
+    regisseur: str
+    dwelling_owner: str
+    address: Address | None
+    subjects: tuple[Subject, ...]
+    partners: tuple[CasePartner, ...]
+    consent: Consent
+    criteria: tuple[int, ...]
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1
+    personal_data_destroyed: bool = False
+    status_history: tuple[tuple[str, datetime], ...] = field(default_factory=tuple)
+
+    def partner_entry(self, partner_id: str) -> CasePartner | None:
+        return next((p for p in self.partners if p.partner == partner_id), None)
+
+    def is_visible_to(self, partner_id: str) -> bool:
+        """Case partners see the case; a withdrawn partner no longer does (R1)."""
+        entry = self.partner_entry(partner_id)
+        return entry is not None and entry.status != PartnerStatus.teruggetrokken
+
+    def subject(self, ref: str) -> Subject | None:
+        return next((s for s in self.subjects if s.ref == ref), None)
+
+
+def require_visible(case: Case | None, partner_id: str) -> Case:
+    """The case, or NotFoundError for absent and foreign cases alike (no existence leak)."""
+    if case is None or not case.is_visible_to(partner_id):
+        raise NotFoundError("case not found or not visible to this partner")
+    return case
+
+
+def require_regisseur(case: Case, partner_id: str) -> None:
+    if case.regisseur != partner_id:
+        raise ConflictError(
+            f"expected the case's regisseur {case.regisseur!r}, got {partner_id!r}"
+        )
+
+
+def decide_transition(case: Case, target: CaseStatus, *, now: datetime) -> Case:
+    allowed = ALLOWED_TRANSITIONS[case.status]
+    if target not in allowed:
+        raise ConflictError(
+            f"cannot move a case from {case.status.value!r} to {target.value!r};"
+            f" allowed: {sorted(s.value for s in allowed) or 'none (final state)'}"
+        )
+    return replace(
+        case,
+        status=target,
+        updated_at=now,
+        status_history=(*case.status_history, (target.value, now)),
+    )
+
+
+def decide_admission(case: Case, partner_id: str, *, now: datetime) -> Case:
+    """Admit (or re-admit) a partner; the dwelling owner waits for its own consent."""
+    if case.status in (CaseStatus.afgesloten, CaseStatus.geen_complexe_overlast):
+        raise ConflictError(f"cannot admit partners to a case in state {case.status.value!r}")
+    existing = case.partner_entry(partner_id)
+    if existing is not None and existing.status == PartnerStatus.actief:
+        raise ConflictError(f"partner {partner_id!r} already takes part in this case")
+    status = (
+        PartnerStatus.uitgenodigd
+        if partner_id == case.dwelling_owner and case.consent == Consent.pending
+        else PartnerStatus.actief
+    )
+    others = tuple(p for p in case.partners if p.partner != partner_id)
+    admitted = CasePartner(partner=partner_id, status=status, since=now)
+    return replace(case, partners=(*others, admitted), updated_at=now)
+
+
+def decide_consent(case: Case, partner_id: str, granted: bool, *, now: datetime) -> Case:
+    """Record the dwelling owner's decision (seed 004 §5.2)."""
+    if partner_id != case.dwelling_owner:
+        # Only the owning corporation decides; others see the same as for a foreign case.
+        raise NotFoundError("no consent is asked of this partner for this case")
+    if case.consent != Consent.pending:
+        raise ConflictError(f"consent was already decided: {case.consent.value!r}")
+    consent = Consent.granted if granted else Consent.refused
+    status = PartnerStatus.actief if granted else PartnerStatus.teruggetrokken
+    partners = tuple(
+        replace(p, status=status, since=now) if p.partner == partner_id else p
+        for p in case.partners
+    )
+    return replace(case, consent=consent, partners=partners, updated_at=now)

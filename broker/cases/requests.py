@@ -1,0 +1,63 @@
+"""Request bodies of the case endpoints (contract.md), parsed strictly at the edge."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from broker.cases.model import CaseKind, CaseStatus, SubjectRole
+from broker.convenant.model import IDENTIFIER
+
+# Dutch postcodes: four digits (first not 0), optional space, two letters (not SA/SD/SS).
+POSTCODE = r"^[1-9][0-9]{3} ?(?!SA|SD|SS)[A-Z]{2}$"
+SUBJECT_REF = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class AddressIn(_Strict):
+    postcode: str = Field(pattern=POSTCODE)
+    huisnummer: int = Field(ge=1, le=99999)
+    toevoeging: str | None = Field(default=None, max_length=10, pattern=r"^[A-Za-z0-9-]+$")
+    plaats: str = Field(min_length=1, max_length=80)
+
+
+class SubjectIn(_Strict):
+    ref: str = Field(pattern=SUBJECT_REF)
+    role: SubjectRole
+    name: str = Field(min_length=1, max_length=200)
+    birth_date: date
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if any(not ch.isprintable() for ch in value):
+            raise ValueError("name must not contain control or invisible characters")
+        return value
+
+
+class CreateCaseRequest(_Strict):
+    reference: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")
+    kind: CaseKind
+    address: AddressIn
+    dwelling_owner: str = Field(pattern=IDENTIFIER)
+    subjects: tuple[SubjectIn, ...] = Field(min_length=1, max_length=20)
+    partners: tuple[str, ...] = Field(default=(), max_length=20)
+    # R11: which of the convenant's admission criteria hold (seed 004 §2); optional.
+    criteria: tuple[int, ...] = Field(default=(), max_length=20)
+
+
+class AdmitPartnerRequest(_Strict):
+    partner: str = Field(pattern=IDENTIFIER)
+
+
+class ConsentRequest(_Strict):
+    decision: Literal["granted", "refused"]
+
+
+class TransitionRequest(_Strict):
+    to: CaseStatus

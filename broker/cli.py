@@ -1,0 +1,166 @@
+"""`ketenbroker`: the command line.
+
+    ketenbroker keys init [--if-missing] [--alg EdDSA|ES256] [--dir DIR]
+    ketenbroker demo                       the main job, on the embedded default
+    ketenbroker serve [--no-adapters]      broker (and adapters) on loopback until Ctrl-C
+    ketenbroker adapter --partner ID       one partner's adapter (used by docker/)
+    ketenbroker policy eval ENTRYPOINT --input FILE
+    ketenbroker policy test                Rego unit tests, with pass/fail counts
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+
+from broker.convenant import load_convenant
+from broker.keys import KeyStore
+from broker.policy.embedded import EmbeddedPolicyEngine
+from broker.policy.engine import PolicyBundle
+from broker.policy.inputs import convenant_data
+from broker.policy.rego_tests import run_rego_tests
+from broker.settings import Settings
+
+BROKER_PORT = 8400
+FIRST_ADAPTER_PORT = 8501
+
+
+def _keys_init(args: argparse.Namespace, settings: Settings) -> int:
+    convenant = load_convenant(settings.convenant_path)
+    store = KeyStore(Path(args.dir) if args.dir else settings.keys_dir)
+    made = store.init(["broker", *convenant.principal_ids()], alg=args.alg, if_missing=args.if_missing)
+    if made:
+        print(f"made key pairs for {', '.join(made)} in {store.root}")
+    else:
+        print(f"all key pairs present in {store.root}")
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from broker.demo import run_demo
+
+    return run_demo(settings)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from broker.api.app import create_app
+    from broker.stack import start_local_stack
+
+    if args.no_adapters:
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+        return 0
+    ports = {
+        partner.id: FIRST_ADAPTER_PORT + n
+        for n, partner in enumerate(load_convenant(settings.convenant_path).partners)
+    }
+    stack = start_local_stack(
+        base=settings.model_dump(exclude={"issuer", "adapter_urls"}),
+        broker_port=args.port,
+        adapter_ports=ports,
+    )
+    print(f"broker  {stack.broker_url}")
+    for partner, url in stack.adapter_urls.items():
+        print(f"adapter {partner:<26} {url}")
+    print("serving until Ctrl-C")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+    return 0
+
+
+def _adapter(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from adapters.registry import adapter_for_partner
+
+    convenant = load_convenant(settings.convenant_path)
+    kind = adapter_for_partner(convenant, args.partner)
+    app = kind.build_app(
+        partner_id=args.partner, keys=KeyStore(settings.keys_dir), broker_issuer=settings.issuer
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _policy_eval(args: argparse.Namespace, settings: Settings) -> int:
+    convenant = load_convenant(settings.convenant_path)
+    bundle = PolicyBundle.from_directory(settings.policies_dir).with_data(convenant_data(convenant))
+    engine = EmbeddedPolicyEngine(bundle, entrypoints=(args.entrypoint,))
+    document = json.loads(Path(args.input).read_text())
+    print(json.dumps(engine.evaluate(args.entrypoint, document), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _policy_test(args: argparse.Namespace, settings: Settings) -> int:
+    convenant = load_convenant(settings.convenant_path)
+    results = run_rego_tests(settings.policies_dir, extra_data=convenant_data(convenant))
+    failed = [r for r in results if not r.passed]
+    for result in results:
+        if args.verbose or not result.passed:
+            mark = "PASS" if result.passed else "FAIL"
+            print(f"{mark} {result.name} {result.detail}".rstrip())
+    print(f"rego: {len(results) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed or not results else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ketenbroker", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    keys = commands.add_parser("keys", help="development key pairs").add_subparsers(
+        dest="keys_command", required=True
+    )
+    init = keys.add_parser("init", help="make key pairs for the broker and every principal")
+    init.add_argument("--if-missing", action="store_true", help="keep existing key pairs")
+    init.add_argument("--alg", choices=["EdDSA", "ES256"], default="EdDSA")
+    init.add_argument("--dir", help="key folder (default: the settings' keys_dir)")
+    init.set_defaults(handler=_keys_init)
+
+    commands.add_parser("demo", help="play the story of a complex case").set_defaults(
+        handler=_demo
+    )
+
+    serve = commands.add_parser("serve", help="run the broker (and adapters) on loopback")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=BROKER_PORT)
+    serve.add_argument("--no-adapters", action="store_true", help="the broker alone")
+    serve.set_defaults(handler=_serve)
+
+    adapter = commands.add_parser("adapter", help="run one partner's adapter")
+    adapter.add_argument("--partner", required=True)
+    adapter.add_argument("--host", default="127.0.0.1")
+    adapter.add_argument("--port", type=int, default=FIRST_ADAPTER_PORT)
+    adapter.set_defaults(handler=_adapter)
+
+    policy = commands.add_parser("policy", help="the Rego policy").add_subparsers(
+        dest="policy_command", required=True
+    )
+    evaluate = policy.add_parser("eval", help="evaluate an entrypoint with the embedded engine")
+    evaluate.add_argument("entrypoint", help="e.g. ketenbroker/exchange/decision")
+    evaluate.add_argument("--input", required=True, help="JSON input document")
+    evaluate.set_defaults(handler=_policy_eval)
+    test = policy.add_parser("test", help="run the Rego unit tests")
+    test.add_argument("-v", "--verbose", action="store_true")
+    test.set_defaults(handler=_policy_test)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    code: int = args.handler(args, settings)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

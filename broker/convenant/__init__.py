@@ -1,0 +1,22 @@
+"""The convenant as data: the signed agreement, validated on load."""
+
+from broker.convenant.model import (
+    Auditor,
+    Convenant,
+    ExchangeType,
+    LegalBasis,
+    Partner,
+    PartnerRole,
+)
+from broker.convenant.load import load_convenant, parse_convenant
+
+__all__ = [
+    "Auditor",
+    "Convenant",
+    "ExchangeType",
+    "LegalBasis",
+    "Partner",
+    "PartnerRole",
+    "load_convenant",
+    "parse_convenant",
+]

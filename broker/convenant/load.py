@@ -1,0 +1,43 @@
+"""Load and validate a convenant file (YAML or JSON).
+
+Errors name the offending key by its path, e.g. `exchanges.2.fields`, so the
+person maintaining the file can find it without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from broker.convenant.model import Convenant
+from broker.errors import ConvenantError
+
+MAX_CONVENANT_BYTES = 1_000_000  # a convenant is a page of terms, not a data set
+
+
+def parse_convenant(document: Any) -> Convenant:
+    if not isinstance(document, dict):
+        raise ConvenantError(f"expected a mapping at the top level, got {type(document).__name__}")
+    try:
+        return Convenant.model_validate(document)
+    except ValidationError as e:
+        problems = []
+        for error in e.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            problems.append(f"{where}: {error['msg']}")
+        raise ConvenantError("convenant is invalid: " + "; ".join(problems)) from e
+
+
+def load_convenant(path: Path) -> Convenant:
+    raw = path.read_bytes()
+    if len(raw) > MAX_CONVENANT_BYTES:
+        raise ConvenantError(f"expected at most {MAX_CONVENANT_BYTES} bytes, got {len(raw)}")
+    try:
+        document = json.loads(raw) if path.suffix == ".json" else yaml.safe_load(raw)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ConvenantError(f"{path.name} is not valid {path.suffix.lstrip('.')}: {e}") from e
+    return parse_convenant(document)

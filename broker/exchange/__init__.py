@@ -1,0 +1,1 @@
+"""The exchange pipeline: decide, fetch, filter, log, answer."""

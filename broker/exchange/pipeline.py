@@ -1,0 +1,387 @@
+"""One exchange, start to finish, as a readable sequence of small steps.
+
+    load case → decide (policy) → fetch (adapter) → decide disclosure (policy)
+    → filter → append audit entry (durable) → answer
+
+Every path ends in exactly one audit entry: permitted, partial, or refused
+(including refusals caused by a broken provider or policy). The answer is
+built only after the entry is durable; if the audit write fails, nothing is
+disclosed and the caller gets a 503 (log before disclose).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from broker.adapter_protocol import AdapterAnswer, AdapterQuery
+from broker.audit.entries import exchange_entry
+from broker.audit.log import AuditLog, Receipt
+from broker.canonical import canonical_json, sha256_hex
+from broker.cases.crypto import pseudonym
+from broker.cases.model import Case
+from broker.cases.register import CaseRegister
+from broker.clock import Clock
+from broker.convenant import Convenant
+from broker.errors import (
+    AdapterTrustError,
+    AdapterUnavailableError,
+    BackendUnavailableError,
+    PolicyUnavailableError,
+    RefusalError,
+)
+from broker.exchange.filtering import FilteredAnswer, apply_disclosure
+from broker.exchange.gateway import AdapterGateway
+from broker.exchange.requests import ExchangeRequest
+from broker.policy.decisions import (
+    DisclosureDecision,
+    ExchangeDecision,
+    parse_disclosure_decision,
+    parse_exchange_decision,
+)
+from broker.policy.engine import PolicyEngine
+from broker.policy.inputs import (
+    answer_field_facts,
+    build_disclosure_input,
+    build_exchange_input,
+    case_facts,
+    period_facts,
+)
+from broker.tracing import TraceContext
+
+# contract.md: where existence would leak, a refusal is a 404.
+REFUSAL_STATUS = {"not_case_partner": 404}
+
+
+@dataclass(frozen=True)
+class Requester:
+    partner: str
+    role: str
+    function: str | None
+    user: str
+    user_function: str
+
+
+@dataclass(frozen=True)
+class ExchangeOutcome:
+    exchange_id: str
+    decision: str
+    data: dict[str, Any]
+    withheld: list[dict[str, str]]
+    legal_basis: dict[str, str]
+    receipt: Receipt
+
+    def to_response(self) -> dict[str, Any]:
+        return {
+            "exchange": self.exchange_id,
+            "decision": self.decision,
+            "data": self.data,
+            "withheld": self.withheld,
+            "legal_basis": self.legal_basis,
+            "receipt": self.receipt.to_dict(),
+        }
+
+
+class ExchangeRefusedError(RefusalError):
+    """A refusal that has been logged; carries the log receipt for the record."""
+
+    def __init__(self, code: str, reason: str, *, status: int, receipt: Receipt) -> None:
+        super().__init__(code, reason, status=status)
+        self.receipt = receipt
+
+
+def new_exchange_id() -> str:
+    return "ex_" + secrets.token_hex(16)
+
+
+@dataclass(frozen=True)
+class _Context:
+    exchange_id: str
+    now: datetime
+    trace: TraceContext
+    requester: Requester
+    request: ExchangeRequest
+    case: Case | None
+    subject_pseudonym: str | None
+
+
+class ExchangePipeline:
+    def __init__(
+        self,
+        *,
+        convenant: Convenant,
+        cases: CaseRegister,
+        policy: PolicyEngine,
+        adapters: AdapterGateway,
+        audit: AuditLog,
+        clock: Clock,
+    ) -> None:
+        self._convenant = convenant
+        self._cases = cases
+        self._policy = policy
+        self._adapters = adapters
+        self._audit = audit
+        self._clock = clock
+
+    # --- the pipeline -------------------------------------------------------
+
+    def run(
+        self, *, requester: Requester, request: ExchangeRequest, trace: TraceContext
+    ) -> ExchangeOutcome:
+        context = self._load_context(requester, request, trace)
+        exchange_input = self._exchange_input(context)
+        decision = self._decide_exchange(context, exchange_input)
+        if not decision.allow:
+            self._refuse(context, decision)
+        provider = decision.provider
+        assert provider is not None  # parse_exchange_decision guarantees it when allowed
+        answer = self._fetch(context, decision, provider)
+        disclosure = self._decide_disclosure(context, exchange_input, decision, provider, answer)
+        filtered = apply_disclosure(answer, disclosure)
+        receipt = self._record_disclosure(context, decision, provider, filtered, answer)
+        assert decision.legal_basis is not None
+        return ExchangeOutcome(
+            exchange_id=context.exchange_id,
+            decision="partial" if filtered.withheld_public else "permit",
+            data=filtered.data,
+            withheld=filtered.withheld_public,
+            legal_basis=decision.legal_basis,
+            receipt=receipt,
+        )
+
+    # --- steps --------------------------------------------------------------
+
+    def _load_context(
+        self, requester: Requester, request: ExchangeRequest, trace: TraceContext
+    ) -> _Context:
+        case = self._cases.load(request.case)
+        subject_pseudonym = None
+        if case is not None:
+            data_key = self._cases.data_key(case.id)
+            if data_key is not None:
+                subject_pseudonym = pseudonym(data_key, request.subject)
+        return _Context(
+            exchange_id=new_exchange_id(),
+            now=self._clock.now(),
+            trace=trace,
+            requester=requester,
+            request=request,
+            case=case,
+            subject_pseudonym=subject_pseudonym,
+        )
+
+    def _exchange_input(self, context: _Context) -> dict[str, Any]:
+        request = context.request
+        period = None
+        if request.period is not None:
+            period = period_facts(request.period.from_, request.period.to)
+        return build_exchange_input(
+            exchange_id=context.exchange_id,
+            query=request.query,
+            purpose=request.purpose,
+            period=period,
+            requester={
+                "partner": context.requester.partner,
+                "role": context.requester.role,
+                "function": context.requester.function,
+                "user": context.requester.user,
+                "user_function": context.requester.user_function,
+            },
+            case=case_facts(context.case, self._convenant),
+            subject_ref=request.subject,
+        )
+
+    def _decide_exchange(self, context: _Context, policy_input: dict[str, Any]) -> ExchangeDecision:
+        try:
+            return parse_exchange_decision(
+                self._policy.evaluate("ketenbroker/exchange/decision", policy_input)
+            )
+        except PolicyUnavailableError as e:
+            self._record_failure(context, None, "policy_unavailable", str(e))
+            raise
+
+    def _refuse(self, context: _Context, decision: ExchangeDecision) -> None:
+        refusal = decision.refusal
+        entry = self._entry(
+            context,
+            decision,
+            provider=decision.provider,
+            outcome="deny",
+            reasons=[{"code": r.code, "reason": r.reason} for r in decision.refusals],
+        )
+        receipt = self._audit.record(entry)
+        raise ExchangeRefusedError(
+            refusal.code,
+            refusal.public_reason,
+            status=REFUSAL_STATUS.get(refusal.code, 403),
+            receipt=receipt,
+        )
+
+    def _adapter_query(self, context: _Context, decision: ExchangeDecision) -> AdapterQuery:
+        case = context.case
+        assert case is not None and case.address is not None
+        subject = case.subject(context.request.subject)
+        if subject is None or subject.name is None or subject.birth_date is None:
+            raise PolicyUnavailableError("policy allowed an exchange about an unknown subject")
+        exchange_type = self._convenant.exchange(context.request.query)
+        assert exchange_type is not None
+        period = context.request.period
+        if period is None:
+            # No period asked: the convenant's longest allowed window up to today.
+            today = context.now.date()
+            window = {"from": today - timedelta(days=exchange_type.max_period_days - 1), "to": today}
+        else:
+            window = {"from": period.from_, "to": period.to}
+        return AdapterQuery.model_validate(
+            {
+                "exchange": context.exchange_id,
+                "query": context.request.query,
+                "case": case.id,
+                "subject": {
+                    "ref": subject.ref,
+                    "role": subject.role.value,
+                    "name": subject.name,
+                    "birth_date": subject.birth_date,
+                },
+                "address": {
+                    "postcode": case.address.postcode,
+                    "huisnummer": case.address.huisnummer,
+                    "toevoeging": case.address.toevoeging,
+                    "plaats": case.address.plaats,
+                },
+                "period": window,
+                "fields": list(decision.fields),
+            }
+        )
+
+    def _fetch(self, context: _Context, decision: ExchangeDecision, provider: str) -> AdapterAnswer:
+        try:
+            return self._adapters.fetch(
+                provider=provider,
+                query=self._adapter_query(context, decision),
+                trace=context.trace.child(),
+                now=context.now,
+            )
+        except (AdapterUnavailableError, AdapterTrustError) as e:
+            self._record_failure(context, decision, e.code, str(e), provider=provider)
+            raise
+
+    def _decide_disclosure(
+        self,
+        context: _Context,
+        exchange_input: dict[str, Any],
+        decision: ExchangeDecision,
+        provider: str,
+        answer: AdapterAnswer,
+    ) -> DisclosureDecision:
+        partner = self._convenant.partner(provider)
+        policy_input = build_disclosure_input(
+            exchange_input,
+            provider={
+                "partner": provider,
+                "role": partner.role.value if partner else None,
+                "function": partner.function if partner else None,
+            },
+            subject_known=answer.subject_known,
+            fields=[
+                answer_field_facts(name, field.category.value, field.value)
+                for name, field in answer.fields.items()
+            ],
+        )
+        try:
+            return parse_disclosure_decision(
+                self._policy.evaluate("ketenbroker/disclosure/decision", policy_input)
+            )
+        except PolicyUnavailableError as e:
+            self._record_failure(context, decision, "policy_unavailable", str(e), provider=provider)
+            raise
+
+    def _record_disclosure(
+        self,
+        context: _Context,
+        decision: ExchangeDecision,
+        provider: str,
+        filtered: FilteredAnswer,
+        answer: AdapterAnswer,
+    ) -> Receipt:
+        entry = self._entry(
+            context,
+            decision,
+            provider=provider,
+            outcome="partial" if filtered.withheld_audit else "permit",
+            reasons=[],
+            fields_disclosed=list(filtered.data),
+            fields_withheld=filtered.withheld_audit,
+            payload_hash=filtered.payload_hash,
+            answer_digest="sha256:" + sha256_hex(canonical_json(answer.to_document())),
+        )
+        return self._audit.record(entry)
+
+    # --- audit entries ------------------------------------------------------
+
+    def _record_failure(
+        self,
+        context: _Context,
+        decision: ExchangeDecision | None,
+        code: str,
+        detail: str,
+        *,
+        provider: str | None = None,
+    ) -> None:
+        """Log a refusal caused by a broken dependency; the original error still stands."""
+        entry = self._entry(
+            context,
+            decision,
+            provider=provider,
+            outcome="deny",
+            reasons=[{"code": code, "reason": detail[:200]}],
+        )
+        try:
+            self._audit.record(entry)
+        except BackendUnavailableError:
+            # The caller gets a 503 either way; nothing was disclosed.
+            pass
+
+    def _entry(
+        self,
+        context: _Context,
+        decision: ExchangeDecision | None,
+        *,
+        provider: str | None,
+        outcome: str,
+        reasons: list[dict[str, str]],
+        fields_disclosed: list[str] | None = None,
+        fields_withheld: list[dict[str, str]] | None = None,
+        payload_hash: str | None = None,
+        answer_digest: str | None = None,
+    ) -> dict[str, Any]:
+        return exchange_entry(
+            time=context.now,
+            exchange_id=context.exchange_id,
+            trace_id=context.trace.trace_id,
+            convenant={"id": self._convenant.id, "version": self._convenant.version},
+            processing_activity=decision.processing_activity if decision else None,
+            legal_basis=decision.legal_basis if decision else None,
+            requester={
+                "partner": context.requester.partner,
+                "user": context.requester.user,
+                "function": context.requester.user_function,
+            },
+            provider=provider,
+            case=context.request.case,
+            subject=context.subject_pseudonym,
+            query=context.request.query,
+            purpose=context.request.purpose,
+            decision=outcome,
+            reasons=reasons,
+            fields_disclosed=fields_disclosed or [],
+            fields_withheld=[
+                {"field": w["field"], "code": w["code"]} for w in (fields_withheld or [])
+            ],
+            policy_version=self._policy.version,
+            payload_hash=payload_hash,
+            answer_signature_digest=answer_digest,
+            flags=list(decision.flags) if decision else [],
+        )

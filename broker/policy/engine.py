@@ -1,0 +1,88 @@
+"""The policy-engine interface and the policy bundle both engines evaluate.
+
+A `PolicyBundle` is the set of .rego modules plus the JSON data documents in
+`policies/`, read once. Its `version` is a SHA-256 over every file's name and
+bytes, so an audit entry can name exactly which policy decided.
+
+Engines evaluate an entrypoint (a path like `ketenbroker/exchange/decision`)
+against an input document and return the JSON value of that rule. An
+undefined result is `PolicyUnavailableError`: no decision means no answer
+(style.md §13).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from broker.errors import PolicyUnavailableError
+
+ENTRYPOINTS = (
+    "ketenbroker/exchange/decision",
+    "ketenbroker/disclosure/decision",
+)
+
+
+class PolicyEngine(Protocol):
+    @property
+    def version(self) -> str: ...
+
+    def evaluate(self, entrypoint: str, input_document: dict[str, Any]) -> Any:
+        """The entrypoint's value for this input; raise PolicyUnavailableError if none."""
+        ...
+
+    def ping(self) -> None:
+        """Raise PolicyUnavailableError when the engine cannot decide right now."""
+        ...
+
+
+@dataclass(frozen=True)
+class PolicyBundle:
+    modules: dict[str, str]  # relative path -> Rego source
+    data: dict[str, Any]  # merged data documents
+    version: str
+
+    @classmethod
+    def from_directory(cls, root: Path, *, include_tests: bool = False) -> PolicyBundle:
+        """Read `root/**/*.rego` and `root/data/*.json`.
+
+        Test modules (`*_test.rego`) are left out of the serving bundle: they
+        are for `ketenbroker policy test`, not for deciding exchanges.
+        """
+        modules: dict[str, str] = {}
+        digest = hashlib.sha256()
+        for path in sorted(root.rglob("*.rego")):
+            relative = path.relative_to(root).as_posix()
+            if path.name.endswith("_test.rego") and not include_tests:
+                continue
+            source = path.read_text(encoding="utf-8")
+            modules[relative] = source
+            digest.update(relative.encode() + b"\0" + source.encode() + b"\0")
+        if not modules:
+            raise PolicyUnavailableError(f"expected .rego modules under {root}, found none")
+        data: dict[str, Any] = {}
+        for path in sorted((root / "data").glob("*.json")):
+            raw = path.read_bytes()
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + raw + b"\0")
+            document = json.loads(raw)
+            overlap = set(document) & set(data)
+            if overlap:
+                raise PolicyUnavailableError(f"{path.name} redefines data keys {sorted(overlap)}")
+            data.update(document)
+        return cls(modules=modules, data=data, version="sha256:" + digest.hexdigest())
+
+    def with_data(self, extra: dict[str, Any]) -> PolicyBundle:
+        """The bundle plus run-time data (the convenant), versioned over both."""
+        overlap = set(extra) & set(self.data)
+        if overlap:
+            raise PolicyUnavailableError(f"run-time data redefines keys {sorted(overlap)}")
+        digest = hashlib.sha256(self.version.encode())
+        digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
+        return PolicyBundle(
+            modules=self.modules,
+            data={**self.data, **extra},
+            version="sha256:" + digest.hexdigest(),
+        )

@@ -1,0 +1,136 @@
+"""Policy input documents, built from facts (pure; no I/O).
+
+The broker gathers facts (who asks, about which case and subject, what the
+case looks like, what the adapter answered) and hands them to Rego as one
+input document. Python computes only facts that Rego cannot compute
+portably (a period's length in days, normalised text), never a verdict.
+
+Input of `ketenbroker/exchange/decision`::
+
+    {"exchange": {"id", "query", "purpose", "period": {"from", "to", "days"} | null},
+     "requester": {"partner", "role", "function", "user", "user_function"},
+     "case": null | {"id", "kind", "status", "regisseur", "dwelling_owner",
+                     "consent", "criteria": [int], "partners": [{"partner", "role",
+                     "function", "status"}], "subjects": [{"ref", "role"}]},
+     "subject": {"ref"}}
+
+Input of `ketenbroker/disclosure/decision` adds the answer::
+
+    {..., "provider": {"partner", "role", "function"},
+     "answer": {"subject_known": bool,
+                "fields": [{"name", "category", "texts": [normalised strings]}]}}
+
+Field values themselves are not sent to the policy: only their category
+and their normalised text content (for the R2 free-text scan).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import date
+from typing import Any
+
+from broker.cases.model import Case
+from broker.convenant import Convenant
+from broker.policy.normalise import normalise_text
+
+# An answer field with more text than this is not scanned but withheld whole:
+# a short description or a note is far shorter (R2 scan bound).
+MAX_SCANNED_TEXT_CHARS = 20_000
+
+
+def case_facts(case: Case | None, convenant: Convenant) -> dict[str, Any] | None:
+    if case is None:
+        return None
+    partners = []
+    for entry in case.partners:
+        partner = convenant.partner(entry.partner)
+        partners.append(
+            {
+                "partner": entry.partner,
+                "role": partner.role.value if partner else None,
+                "function": partner.function if partner else None,
+                "status": entry.status.value,
+            }
+        )
+    return {
+        "id": case.id,
+        "kind": case.kind.value,
+        "status": case.status.value,
+        "regisseur": case.regisseur,
+        "dwelling_owner": case.dwelling_owner,
+        "consent": case.consent.value,
+        "criteria": list(case.criteria),
+        "partners": partners,
+        "subjects": [{"ref": s.ref, "role": s.role.value} for s in case.subjects],
+    }
+
+
+def period_facts(period_from: date | None, period_to: date | None) -> dict[str, Any] | None:
+    if period_from is None or period_to is None:
+        return None
+    return {
+        "from": period_from.isoformat(),
+        "to": period_to.isoformat(),
+        # Inclusive day count: Rego v1 has no portable date arithmetic on dates.
+        "days": (period_to - period_from).days + 1,
+    }
+
+
+def build_exchange_input(
+    *,
+    exchange_id: str,
+    query: str,
+    purpose: str,
+    period: dict[str, Any] | None,
+    requester: Mapping[str, Any],
+    case: dict[str, Any] | None,
+    subject_ref: str,
+) -> dict[str, Any]:
+    return {
+        "exchange": {"id": exchange_id, "query": query, "purpose": purpose, "period": period},
+        "requester": dict(requester),
+        "case": case,
+        "subject": {"ref": subject_ref},
+    }
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
+def answer_field_facts(name: str, category: str, value: Any) -> dict[str, Any]:
+    texts = list(_strings(value))
+    oversized = sum(len(t) for t in texts) > MAX_SCANNED_TEXT_CHARS
+    return {
+        "name": name,
+        "category": category,
+        "texts": [] if oversized else [normalise_text(t) for t in texts],
+        "oversized": oversized,
+    }
+
+
+def build_disclosure_input(
+    exchange_input: Mapping[str, Any],
+    *,
+    provider: Mapping[str, Any],
+    subject_known: bool,
+    fields: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        **exchange_input,
+        "provider": dict(provider),
+        "answer": {"subject_known": subject_known, "fields": fields},
+    }
+
+
+def convenant_data(convenant: Convenant) -> dict[str, Any]:
+    """The convenant as Rego base data (`data.convenant`)."""
+    return {"convenant": convenant.model_dump(mode="json")}

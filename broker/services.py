@@ -1,0 +1,140 @@
+"""Wiring: build every service the broker needs from its Settings.
+
+This is the one place that chooses implementations (SQLite or PostgreSQL,
+in-process or Redis cache, embedded or OPA engine). Everything else receives
+its collaborators through constructors (style.md §2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import redis
+
+from broker.audit.log import AuditLog
+from broker.audit.postgres_store import PostgresAuditStore
+from broker.audit.sqlite_store import SqliteAuditStore
+from broker.audit.store import AuditStore
+from broker.auth.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
+from broker.auth.tokens import AccessTokenIssuer
+from broker.cases.register import CaseRegister
+from broker.cases.store import SqlCaseStore
+from broker.clock import Clock, SystemClock
+from broker.convenant import Convenant, load_convenant
+from broker.exchange.gateway import AdapterGateway
+from broker.exchange.pipeline import ExchangePipeline
+from broker.keys import KeyStore
+from broker.policy.embedded import EmbeddedPolicyEngine
+from broker.policy.engine import PolicyBundle, PolicyEngine
+from broker.policy.inputs import convenant_data
+from broker.settings import Settings
+from broker.sql import SqlConnection
+
+BROKER_PRINCIPAL = "broker"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    convenant: Convenant
+    keys: KeyStore
+    clock: Clock
+    replay_cache: ReplayCache
+    token_issuer: AccessTokenIssuer
+    audit: AuditLog
+    cases: CaseRegister
+    policy: PolicyEngine
+    adapters: AdapterGateway
+    exchanges: ExchangePipeline
+    _closers: list[object] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.adapters.close()
+        for closer in self._closers:
+            close = getattr(closer, "close", None)
+            if callable(close):
+                close()
+
+
+def build_policy_engine(settings: Settings, convenant: Convenant) -> PolicyEngine:
+    bundle = PolicyBundle.from_directory(settings.policies_dir).with_data(convenant_data(convenant))
+    if settings.policy_engine == "opa":
+        from broker.policy.opa import OpaPolicyEngine
+
+        return OpaPolicyEngine(
+            url=settings.opa_url,
+            version=bundle.version,
+            timeout_seconds=settings.policy_timeout_seconds,
+        )
+    return EmbeddedPolicyEngine(bundle)
+
+
+def build_audit_store(settings: Settings) -> AuditStore:
+    if settings.storage_backend == "postgres":
+        return PostgresAuditStore(settings.postgres_dsn)
+    return SqliteAuditStore(settings.sqlite_path)
+
+
+def build_sql_connection(settings: Settings) -> SqlConnection:
+    if settings.storage_backend == "postgres":
+        return SqlConnection(dialect="postgres", dsn=settings.postgres_dsn)
+    return SqlConnection(dialect="sqlite", sqlite_path=settings.sqlite_path.with_suffix(".cases.sqlite3"))
+
+
+def build_replay_cache(settings: Settings, clock: Clock) -> ReplayCache:
+    if settings.cache_backend == "redis":
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
+        )
+        return RedisReplayCache(client, namespace=settings.redis_namespace)
+    return MemoryReplayCache(clock=clock)
+
+
+def build_services(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    audit_store: AuditStore | None = None,
+    policy: PolicyEngine | None = None,
+) -> Services:
+    clock = clock or SystemClock()
+    convenant = load_convenant(settings.convenant_path)
+    keys = KeyStore(settings.keys_dir)
+    broker_key = keys.signing_key(BROKER_PRINCIPAL)
+    store = audit_store or build_audit_store(settings)
+    audit = AuditLog(store=store, signing_key=broker_key, clock=clock)
+    sql = build_sql_connection(settings)
+    cases = CaseRegister(store=SqlCaseStore(sql, kek=keys.data_kek()), convenant=convenant)
+    engine = policy or build_policy_engine(settings, convenant)
+    adapters = AdapterGateway(
+        urls=settings.adapter_urls,
+        signing_key=broker_key,
+        issuer=settings.issuer,
+        keys=keys,
+        timeout_seconds=settings.adapter_timeout_seconds,
+    )
+    return Services(
+        settings=settings,
+        convenant=convenant,
+        keys=keys,
+        clock=clock,
+        replay_cache=build_replay_cache(settings, clock),
+        token_issuer=AccessTokenIssuer(
+            signing_key=broker_key,
+            issuer=settings.issuer,
+            ttl_seconds=settings.access_token_ttl_seconds,
+        ),
+        audit=audit,
+        cases=cases,
+        policy=engine,
+        adapters=adapters,
+        exchanges=ExchangePipeline(
+            convenant=convenant,
+            cases=cases,
+            policy=engine,
+            adapters=adapters,
+            audit=audit,
+            clock=clock,
+        ),
+        _closers=[store, sql],
+    )

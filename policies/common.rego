@@ -1,0 +1,35 @@
+# METADATA
+# title: Shared helpers of the Ketenbroker policies
+# description: Lookups into the convenant (data.convenant) and the case facts (input.case).
+package ketenbroker.common
+
+import rego.v1
+
+# The convenant's exchange type the requester asks for; undefined when unknown.
+exchange_type := et if {
+	some et in data.convenant.exchanges
+	et.id == input.exchange.query
+}
+
+# The requester's own entry in the case's partner list.
+requester_in_case := p if {
+	some p in input.case.partners
+	p.partner == input.requester.partner
+}
+
+requester_is_active if requester_in_case.status == "actief"
+
+requester_is_regisseur if input.case.regisseur == input.requester.partner
+
+subject_in_case := s if {
+	some s in input.case.subjects
+	s.ref == input.subject.ref
+}
+
+final_states := {"afgesloten", "geen_complexe_overlast"}
+
+owner_is_corporation if {
+	some p in data.convenant.partners
+	p.id == input.case.dwelling_owner
+	p.role == "corporatie"
+}

@@ -285,8 +285,14 @@ def create_adapter_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_problem(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed"}
-        return problem(exc.status_code, codes.get(exc.status_code, "http_error"), "No such route.")
+        # Starlette's own errors (unknown route, wrong method) in the same
+        # problem shape as ours, with fixed wording.
+        known = {
+            404: ("not_found", "No such route."),
+            405: ("method_not_allowed", "This route does not accept that method."),
+        }
+        code, detail = known.get(exc.status_code, ("http_error", "The request failed."))
+        return problem(exc.status_code, code, detail)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -96,6 +96,8 @@ class AuditLog:
         self._key = signing_key
         self._clock = clock
         self._lock = threading.Lock()
+        # A published accumulator is never changed in place, only replaced
+        # under the lock, so a reader may use the one it got without the lock.
         self._tree = MerkleAccumulator()
         with self._lock:
             self._tree = self._caught_up(self._tree, store.size())
@@ -206,7 +208,7 @@ class AuditLog:
         for cp in trusted:
             claims.setdefault(cp.size, []).append((cp.root_hash, f"the checkpoint of {cp.time}"))
 
-        problems: list[str] = []
+        problems = _Problems()
         tree = MerkleAccumulator()
 
         def compare_roots() -> None:
@@ -215,7 +217,7 @@ class AuditLog:
             root = tree.root().hex()
             for claimed, source in claims[tree.size]:
                 if claimed != root:
-                    problems.append(
+                    problems.add(
                         f"root at size {tree.size}: {source} has {claimed}, the entries give {root}"
                     )
 
@@ -224,44 +226,62 @@ class AuditLog:
         try:
             while page := self._store.query(AuditQuery(after_index=cursor, limit=MAX_QUERY_LIMIT)):
                 for stored in page:
-                    leaf, found = _check_entry(stored, position=tree.size)
-                    problems += found
+                    next_index = 0 if cursor is None else cursor + 1
+                    if stored.index != next_index:
+                        problems.add(f"indexes {next_index} to {stored.index - 1} are missing")
+                    leaf = _check_entry(stored, problems)
+                    # The tree counts rows by position, as a verifier reading
+                    # the export would.
                     tree.append(leaf)
                     compare_roots()
                     cursor = stored.index
         except AuditReadError as e:
-            problems.append(f"the store could not be read after index {cursor}: {e}")
-        problems += [
-            f"{source} has size {size}, the store holds only {tree.size} entries"
-            for size, sources in sorted(claims.items())
-            if size > tree.size
-            for _, source in sources
-        ]
-        shown = problems[:MAX_REPORTED_PROBLEMS]
-        if len(problems) > MAX_REPORTED_PROBLEMS:
-            shown.append(f"... and {len(problems) - MAX_REPORTED_PROBLEMS} more problems")
+            problems.add(f"the store could not be read after index {cursor}: {e}")
+        for size, sources in sorted(claims.items()):
+            if size > tree.size:
+                for _, source in sources:
+                    problems.add(
+                        f"{source} has size {size}, the store holds only {tree.size} entries"
+                    )
         return VerificationReport(
-            size=tree.size, root_hash=tree.root().hex(), ok=not problems, problems=shown
+            size=tree.size,
+            root_hash=tree.root().hex(),
+            ok=problems.count == 0,
+            problems=problems.listed(),
         )
 
 
-def _check_entry(stored: StoredEntry, *, position: int) -> tuple[bytes, list[str]]:
-    """The leaf recomputed from a stored entry, and what is wrong with the row."""
-    problems = []
-    if stored.index != position:
-        problems.append(f"expected index {position} next, the store has {stored.index}")
+class _Problems:
+    """Problems found by `verify`, keeping the first MAX_REPORTED_PROBLEMS and a count."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._kept: list[str] = []
+
+    def add(self, text: str) -> None:
+        self.count += 1
+        if len(self._kept) < MAX_REPORTED_PROBLEMS:
+            self._kept.append(text)
+
+    def listed(self) -> list[str]:
+        hidden = self.count - len(self._kept)
+        return [*self._kept, f"... and {hidden} more problems"] if hidden else list(self._kept)
+
+
+def _check_entry(stored: StoredEntry, problems: _Problems) -> bytes:
+    """The leaf recomputed from a stored entry; what is wrong with the row goes to `problems`."""
     if stored.entry.get("index") != stored.index:
-        problems.append(f"entry at index {stored.index} says index {stored.entry.get('index')!r}")
+        problems.add(f"entry at index {stored.index} says index {stored.entry.get('index')!r}")
     try:
         leaf = leaf_hash(stored.entry)
     except ValueError as e:
         # Decoded JSON that JCS refuses (an integer beyond 2**53): not written
         # by us. A zero leaf keeps counting positions; the roots will differ.
-        problems.append(f"entry {stored.index} cannot be canonicalised: {e}")
-        return bytes(HASH_SIZE), problems
+        problems.add(f"entry {stored.index} cannot be canonicalised: {e}")
+        return bytes(HASH_SIZE)
     if leaf != stored.leaf_hash:
-        problems.append(
+        problems.add(
             f"leaf hash of entry {stored.index}: stored {stored.leaf_hash.hex()},"
             f" recomputed {leaf.hex()}"
         )
-    return leaf, problems
+    return leaf

@@ -68,7 +68,7 @@ class AuditQuery:
     `time_from` is inclusive and `time_to` exclusive; both are compared as
     strings with the stored `time`, so pass them as `broker.clock.rfc3339`
     renders them (UTC, microseconds, `Z`). `after_index` is the cursor: the
-    last index the caller has seen. `before_index` (exclusive) pins a read to
+    last index the caller has seen (-1 or None: none yet). `before_index` (exclusive) pins a read to
     a checkpoint's size, e.g. for an export that ends with that checkpoint.
     """
 
@@ -91,13 +91,14 @@ class AuditQuery:
                     f"expected {name} as a string of at most {MAX_FILTER_CHARS} characters,"
                     f" got {str(value)[:MAX_FILTER_CHARS]!r}"
                 )
-        for name in ("after_index", "before_index"):
+        # after_index -1 means "seen nothing yet", like None.
+        for name, lowest in (("after_index", -1), ("before_index", 0)):
             value = getattr(self, name)
             if value is not None and (
-                not isinstance(value, int) or isinstance(value, bool) or value < 0
+                not isinstance(value, int) or isinstance(value, bool) or value < lowest
             ):
                 raise InvalidRequestError(
-                    f"expected {name} as a non-negative integer, got {value!r}"
+                    f"expected {name} as an integer >= {lowest}, got {value!r}"
                 )
         if (
             not isinstance(self.limit, int)

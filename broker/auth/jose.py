@@ -157,8 +157,8 @@ def verify_lifetime(
     latest = now + timedelta(seconds=max_lifetime_seconds) + leeway
     if expires_at > latest:
         raise error(
-            f"expected exp at most {max_lifetime_seconds} s ahead ({rfc3339(latest)}),"
-            f" got {rfc3339(expires_at)}"
+            f"expected exp at most {max_lifetime_seconds} s (+{LEEWAY_SECONDS} s leeway) ahead,"
+            f" by {rfc3339(latest)}, got {rfc3339(expires_at)}"
         )
     if issued_at > now + leeway:
         raise error(f"expected iat at most {rfc3339(now + leeway)}, got {rfc3339(issued_at)}")

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from broker.cases.model import CaseKind, CaseStatus, SubjectRole
 from broker.convenant.model import IDENTIFIER
 
-# Dutch postcodes: four digits (first not 0), optional space, two letters (not SA/SD/SS).
-POSTCODE = r"^[1-9][0-9]{3} ?(?!SA|SD|SS)[A-Z]{2}$"
+# Dutch postcodes: four digits (first not 0), optional space, two capital letters.
+POSTCODE = r"^[1-9][0-9]{3} ?[A-Z]{2}$"
 SUBJECT_REF = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 

@@ -7,17 +7,23 @@ way that call can go wrong is a `PolicyUnavailableError` (style.md §13): no
 answer within the timeout, a refused connection, any status but 200, a body
 that is not a JSON object or is larger than `MAX_DECISION_BYTES`, and above
 all an answer without ``result``, which is how OPA says the rule is undefined
-for this input (OPA REST API reference, "Get a Document (with Input)":
-https://www.openpolicyagent.org/docs/rest-api). `ping()` asks OPA's Health
-API, and `upload_bundle` / `upload_data` put a `PolicyBundle` (or run-time
-data such as the convenant) into an OPA through the Policy and Data APIs.
+for this input (OPA REST API reference, "Get a Document (with Input)",
+https://www.openpolicyagent.org/docs/rest-api). `ping()` asks OPA's Health API.
 
-What it does not: compile or check Rego itself, or prove that the policy OPA
-holds is the one named by `version`. The caller passes the version of the
-bundle it deployed (docker/ mounts policies/ into the OPA container), and
-that is the version the audit log records. Nor does it retry: a decision that
-did not come within the timeout is a refusal to disclose, not a reason to ask
-again while the requester waits.
+Which policy decided: `version` is what the audit log records, so by default
+every decision is asked with ``?provenance=true`` and refused unless OPA says
+it decided with a bundle whose manifest ``revision`` is exactly `version`.
+`write_opa_bundle` (and ``python -m broker.policy.opa DIR``, which docker/
+runs in the broker's image before OPA starts) writes the broker's own bundle,
+policies/ plus the convenant, with that revision. An OPA that holds loose
+modules, another revision, or nothing at all therefore decides nothing.
+`upload_bundle` / `upload_data` push a bundle through the Policy and Data APIs
+instead, for tests and throw-away set-ups; OPA reports no bundle revision for
+those, so they need ``verify_bundle_revision=False``.
+
+What it does not: compile or check Rego, or retry. A decision that did not
+come within the timeout is a refusal to disclose, not a reason to ask again
+while the requester waits.
 
 Why two HTTP clients: opa-python-client (`opa_client.OpaClient`) is used for
 what it does well, the health check and the policy and data management calls,
@@ -39,6 +45,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import sys
+from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -110,6 +119,7 @@ class OpaPolicyEngine:
         timeout_seconds: float,
         entrypoints: tuple[str, ...] = ENTRYPOINTS,
         max_response_bytes: int = MAX_DECISION_BYTES,
+        verify_bundle_revision: bool = True,
     ) -> None:
         if not timeout_seconds > 0:
             raise PolicyUnavailableError(f"expected a positive timeout, got {timeout_seconds!r}")
@@ -124,6 +134,7 @@ class OpaPolicyEngine:
         self._version = version
         self._entrypoints = entrypoints
         self._max_response_bytes = max_response_bytes
+        self._verify_bundle_revision = verify_bundle_revision
         self._http = httpx.Client(
             base_url=self._base_url,
             timeout=httpx.Timeout(timeout_seconds),
@@ -154,6 +165,8 @@ class OpaPolicyEngine:
         except (TypeError, ValueError) as e:
             raise PolicyUnavailableError(f"input for {entrypoint!r} is not JSON: {e}") from e
         path = f"/v1/data/{entrypoint}"
+        if self._verify_bundle_revision:
+            path += "?provenance=true"
         raw = self._post(path, body.encode("utf-8"))
         try:
             answer = json.loads(raw)
@@ -165,12 +178,30 @@ class OpaPolicyEngine:
             raise PolicyUnavailableError(
                 f"expected a JSON object from POST {path}, got {type(answer).__name__}"
             )
+        if self._verify_bundle_revision:
+            self._verify_revision(answer.get("provenance"))
         if "result" not in answer:
             # OPA's way of saying "undefined": no decision, so no disclosure.
             raise PolicyUnavailableError(
                 f"{entrypoint!r} is undefined for this input (OPA answered without 'result')"
             )
         return answer["result"]
+
+    def _verify_revision(self, provenance: Any) -> None:
+        """Raise unless every bundle OPA decided with carries revision `self.version`."""
+        bundles = provenance.get("bundles") if isinstance(provenance, dict) else None
+        revisions = (
+            [b.get("revision") if isinstance(b, dict) else None for b in bundles.values()]
+            if isinstance(bundles, dict)
+            else []
+        )
+        # No bundle at all (policies pushed through the Policy API, or OPA
+        # started on loose files) is as unknown a policy as a wrong revision.
+        if not revisions or any(revision != self._version for revision in revisions):
+            raise PolicyUnavailableError(
+                f"expected OPA to decide with bundle revision {self._version!r}, "
+                f"got revisions {revisions!r}"
+            )
 
     def _post(self, path: str, body: bytes) -> bytes:
         """The body of OPA's 200 answer to POST `path`, at most max_response_bytes long."""
@@ -213,9 +244,9 @@ class OpaPolicyEngine:
     def upload_bundle(self, bundle: PolicyBundle) -> None:
         """Make OPA hold exactly `bundle`: its modules (others deleted) and its data.
 
-        For tests and development set-ups that start an empty OPA. In the
-        docker/ deployment OPA reads policies/ itself and only the run-time
-        data comes from the broker (`upload_data`).
+        For tests and throw-away set-ups that start an empty OPA; OPA reports
+        no bundle revision for what came in this way (module docstring). The
+        docker/ deployment loads a bundle written by `write_opa_bundle` instead.
         """
         if not bundle.modules:
             raise PolicyUnavailableError("expected a bundle with Rego modules, got none")
@@ -235,8 +266,8 @@ class OpaPolicyEngine:
     def upload_data(self, documents: dict[str, Any]) -> None:
         """PUT each top-level document to ``/v1/data/<key>``, replacing what was there.
 
-        Keys that are not in `documents` are left alone, so the run-time data
-        (``{"convenant": ...}``) can be added to data OPA loaded from files.
+        Keys that are not in `documents` are left alone. OPA refuses writes
+        under the roots of a bundle it loaded; this is for an OPA without one.
         """
         for key, document in documents.items():
             if not _SEGMENT.match(key):
@@ -267,3 +298,88 @@ class OpaPolicyEngine:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+_PACKAGE = re.compile(r"^[ \t]*package[ \t]+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
+MANIFEST = ".manifest"
+
+
+def write_opa_bundle(bundle: PolicyBundle, target: Path) -> None:
+    """Write `bundle` into `target` as an OPA bundle directory (``opa run --bundle target``).
+
+    The layout is OPA's bundle format
+    (https://www.openpolicyagent.org/docs/management-bundles): every module
+    at its relative path; every top-level data document at ``<key>/data.json``,
+    because OPA puts a ``data.json`` at the path of its directory; and a
+    ``.manifest`` whose ``revision`` is `bundle.version` (what the audit log
+    records, and what `OpaPolicyEngine` checks on every decision) and whose
+    ``roots`` are the packages' first segments and the data keys.
+
+    `target` must be empty or hold an earlier bundle (it has a ``.manifest``);
+    its contents are replaced, so no module of an older policy lingers.
+    """
+    roots: set[str] = set()
+    for relative, source in bundle.modules.items():
+        parts = PurePosixPath(relative).parts
+        if PurePosixPath(relative).is_absolute() or ".." in parts or not relative.endswith(".rego"):
+            raise PolicyUnavailableError(f"expected a relative .rego path, got {relative!r}")
+        package = _PACKAGE.search(source)
+        if package is None:
+            raise PolicyUnavailableError(f"expected a package clause in {relative!r}, found none")
+        roots.add(package.group(1))
+    for key in bundle.data:
+        if not _SEGMENT.match(key):
+            raise PolicyUnavailableError(f"expected a Rego identifier as data key, got {key!r}")
+        roots.add(key)
+    if not bundle.modules:
+        raise PolicyUnavailableError("expected a bundle with Rego modules, got none")
+
+    target.mkdir(parents=True, exist_ok=True)
+    existing = list(target.iterdir())
+    if existing and not (target / MANIFEST).is_file():
+        raise PolicyUnavailableError(
+            f"expected {target} to be empty or to hold an earlier bundle, got other files"
+        )
+    for entry in existing:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    for relative, source in bundle.modules.items():
+        path = target / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source, encoding="utf-8")
+    for key, document in bundle.data.items():
+        (target / key).mkdir(exist_ok=True)
+        (target / key / "data.json").write_text(
+            json.dumps(document, ensure_ascii=False, sort_keys=True), encoding="utf-8"
+        )
+    manifest = {"revision": bundle.version, "roots": sorted(roots), "rego_version": 1}
+    (target / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m broker.policy.opa DIR``: write the serving bundle for an OPA server.
+
+    The bundle is the one the broker versions (`broker.services`): policies/
+    plus the convenant as run-time data. docker/ runs this in the broker's
+    image before OPA starts, so OPA reads the very files the broker hashed.
+    """
+    from broker.convenant import load_convenant  # noqa: PLC0415  # only this command needs them
+    from broker.policy.inputs import convenant_data  # noqa: PLC0415
+    from broker.settings import Settings  # noqa: PLC0415
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m broker.policy.opa BUNDLE_DIR", file=sys.stderr)
+        return 2
+    settings = Settings()
+    convenant = load_convenant(settings.convenant_path)
+    bundle = PolicyBundle.from_directory(settings.policies_dir).with_data(convenant_data(convenant))
+    write_opa_bundle(bundle, Path(args[0]))
+    print(f"wrote OPA bundle {bundle.version} to {args[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,18 +9,23 @@ https://www.openpolicyagent.org/docs/rest-api): the Health API, the Policy API
 and the Data API, with OPA's status codes and its answer shapes, notably
 ``{}`` without ``result`` when a document is undefined. It evaluates the real
 Rego it is given with rego-cpp (regopy), the same evaluator as the embedded
-engine. The real OPA runs in docker/ (the `openpolicyagent/opa` image).
+engine. It reads a bundle directory as ``opa run --bundle`` does and reports
+the manifest's revision as provenance (``?provenance=true``), which is what
+the engine checks on every decision. The real OPA runs in docker/ (the
+`openpolicyagent/opa` image).
 
 What it is not: OPA. It parses modules with rego-cpp, which accepts some
 modules OPA rejects (rego-cpp does not check variable safety, for one); it
-keeps no metrics, explanations, bundles or decision logs; the ``ast`` in the
-Policy API answers carries only the package path. Those gaps do not touch
+keeps no metrics, explanations or decision logs; it refuses every API write
+while a bundle is loaded, where OPA refuses only those under the bundle's
+roots; the ``ast`` in the Policy API answers carries only the package path. Those gaps do not touch
 what the engine relies on: a decision's ``result`` and its absence.
 
 Fault modes, for the fail-closed tests: `delay_seconds` holds every answer
 back (longer than the client's timeout makes a slow OPA), `malformed` answers
-200 with a body that is not JSON, and `fail_status` answers that status with
-OPA's error document. They apply to every request, health checks included.
+200 with a body that is not JSON, `raw_body` answers 200 with the given bytes,
+and `fail_status` answers that status with OPA's error document. They apply
+to every request, health checks included.
 
 Lifecycle: `start()` binds 127.0.0.1 on a port the OS chooses and serves
 from a thread; `stop()` shuts the server down, wakes any delayed answer and
@@ -33,14 +38,16 @@ import copy
 import json
 import re
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import regopy
 
@@ -71,12 +78,15 @@ class OpaStandIn:
         self._lock = threading.Lock()
         self._policies: dict[str, str] = {}
         self._data: dict[str, Any] = {}
+        # name -> manifest revision of the bundle loaded by load_bundle_directory.
+        self._bundles: dict[str, str] = {}
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         # Fault modes (module docstring).
         self.delay_seconds = 0.0
         self.malformed = False
+        self.raw_body: bytes | None = None
         self.fail_status: int | None = None
 
     # -- lifecycle ---------------------------------------------------------
@@ -134,26 +144,75 @@ class OpaStandIn:
 
     @contextmanager
     def faults(
-        self, *, delay_seconds: float = 0.0, malformed: bool = False, fail_status: int | None = None
+        self,
+        *,
+        delay_seconds: float = 0.0,
+        malformed: bool = False,
+        raw_body: bytes | None = None,
+        fail_status: int | None = None,
     ) -> Iterator[None]:
         """Answer with these faults inside the block, normally again after it."""
-        self.delay_seconds, self.malformed, self.fail_status = delay_seconds, malformed, fail_status
+        self.delay_seconds, self.malformed = delay_seconds, malformed
+        self.raw_body, self.fail_status = raw_body, fail_status
         try:
             yield
         finally:
-            self.delay_seconds, self.malformed, self.fail_status = 0.0, False, None
+            self.delay_seconds, self.malformed, self.raw_body, self.fail_status = (
+                0.0,
+                False,
+                None,
+                None,
+            )
 
     def load(self, bundle: PolicyBundle) -> None:
-        """Hold `bundle` as if it had been uploaded (no HTTP involved)."""
+        """Hold `bundle` as if it had been uploaded through the API: no bundle revision."""
         with self._lock:
             self._policies = dict(bundle.modules)
             self._data = copy.deepcopy(bundle.data)
+            self._bundles = {}
+
+    def load_bundle_directory(self, root: Path) -> None:
+        """Read a bundle directory as ``opa run --bundle root`` does.
+
+        OPA's bundle format (https://www.openpolicyagent.org/docs/management-bundles):
+        ``*.rego`` files are modules, a ``data.json`` is placed at the path of
+        its directory, and ``.manifest`` carries the ``revision`` that OPA
+        reports as provenance. Other files are ignored, as OPA ignores them.
+        """
+        manifest = json.loads((root / ".manifest").read_text(encoding="utf-8"))
+        policies = {
+            f"{root.name}/{path.relative_to(root).as_posix()}": path.read_text(encoding="utf-8")
+            for path in sorted(root.rglob("*.rego"))
+        }
+        data: dict[str, Any] = {}
+        for path in sorted(root.rglob("data.json")):
+            node = data
+            for segment in path.parent.relative_to(root).parts:
+                node = node.setdefault(segment, {})
+            node.update(json.loads(path.read_text(encoding="utf-8")))
+        with self._lock:
+            self._policies, self._data = policies, data
+            self._bundles = {str(root): manifest["revision"]}
+
+    def provenance(self) -> dict[str, Any]:
+        """OPA's provenance member; ``bundles`` only when a bundle is loaded, as in OPA."""
+        with self._lock:
+            bundles = {name: {"revision": rev} for name, rev in self._bundles.items()}
+        return {"version": "opa-standin", **({"bundles": bundles} if bundles else {})}
+
+    def _refuse_writes_under_a_bundle(self) -> None:
+        # OPA refuses API writes under a loaded bundle's roots; the stand-in,
+        # which keeps no roots, refuses every write while a bundle is loaded.
+        if self._bundles:
+            raise _BadRequestError("path is owned by a bundle")
 
     # -- the REST API, called from the request threads ----------------------
 
-    def wait_for_fault_delay(self) -> None:
+    def wait_for_fault_delay(self) -> bool:
+        """Hold the answer back for delay_seconds; False if the stand-in stopped meanwhile."""
         if self.delay_seconds > 0:
-            self._stopping.wait(self.delay_seconds)
+            return not self._stopping.wait(self.delay_seconds)
+        return True
 
     def put_policy(self, policy_id: str, source: str) -> None:
         checker = regopy.Interpreter()
@@ -162,10 +221,12 @@ class OpaStandIn:
         except regopy.RegoError as e:
             raise _BadRequestError(str(e)) from e
         with self._lock:
+            self._refuse_writes_under_a_bundle()
             self._policies[policy_id] = source
 
     def delete_policy(self, policy_id: str) -> None:
         with self._lock:
+            self._refuse_writes_under_a_bundle()
             if self._policies.pop(policy_id, None) is None:
                 raise _NotFoundError(f'storage_not_found_error: policy id "{policy_id}"')
 
@@ -182,6 +243,7 @@ class OpaStandIn:
 
     def put_data(self, path: list[str], document: Any) -> None:
         with self._lock:
+            self._refuse_writes_under_a_bundle()
             if not path:
                 if not isinstance(document, dict):
                     raise _BadRequestError("root document must be an object")
@@ -199,14 +261,20 @@ class OpaStandIn:
         """OPA's Data API answer for `data.<path>`: ``{"result": v}`` or ``{}``."""
         with self._lock:
             interpreter = regopy.Interpreter()
-            for policy_id, source in self._policies.items():
-                interpreter.add_module(policy_id, source)
-            interpreter.add_data(self._data)
-            if has_input:
-                interpreter.set_input(regopy.Input(input_document))
+            try:
+                for policy_id, source in self._policies.items():
+                    interpreter.add_module(policy_id, source)
+                interpreter.add_data(self._data)
+                if has_input:
+                    interpreter.set_input(regopy.Input(input_document))
+            except regopy.RegoError as e:
+                raise RuntimeError(f"loading policies failed: {e}") from e
             # Segments as JSON string keys: a path segment is never read as Rego.
             query = "data" + "".join(f"[{json.dumps(segment)}]" for segment in path)
-            output = interpreter.query(query)
+            try:
+                output = interpreter.query(query)
+            except regopy.RegoError as e:
+                raise RuntimeError(f"evaluation failed: {e}") from e
             if not output.ok():
                 raise RuntimeError(f"evaluation failed: {output}")
             if len(output) == 0 or not output[0].expressions:
@@ -233,12 +301,19 @@ class _Server(ThreadingHTTPServer):
         self.socket = sock
         self.standin = standin
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (its timeout, in the slow mode) is expected; others are not."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    _provenance = False
     protocol_version = "HTTP/1.0"  # one request per connection: nothing lingers
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  # stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the tests read answers, not access logs."""
 
     # -- plumbing ----------------------------------------------------------
@@ -273,16 +348,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         standin = self.server.standin
-        standin.wait_for_fault_delay()
-        if standin.malformed:
-            self._answer(HTTPStatus.OK, raw=MALFORMED_BODY)
+        if not standin.wait_for_fault_delay():
+            return  # stopping: close the connection unanswered, as a dying OPA would
+        if standin.malformed or standin.raw_body is not None:
+            self._answer(HTTPStatus.OK, raw=standin.raw_body or MALFORMED_BODY)
             return
         if standin.fail_status is not None:
             self._error(HTTPStatus(standin.fail_status), "internal_error", "injected fault")
             return
-        route = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        self._provenance = parse_qs(url.query).get("provenance") == ["true"]
         try:
-            self._route(method, route)
+            self._route(method, url.path)
         except _BadRequestError as e:
             self._error(HTTPStatus.BAD_REQUEST, "invalid_parameter", str(e))
         except _NotFoundError as e:
@@ -290,7 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
         except RuntimeError as e:
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", str(e))
 
-    def _route(self, method: str, route: str) -> None:  # noqa: PLR0911, PLR0912  # one branch per endpoint
+    def _route(self, method: str, route: str) -> None:  # noqa: PLR0912  # one branch per endpoint
         standin = self.server.standin
         if route == "/health" and method == "GET":
             self._answer(HTTPStatus.OK, {})
@@ -320,28 +397,35 @@ class _Handler(BaseHTTPRequestHandler):
                 self._answer(HTTPStatus.NO_CONTENT)
             elif method == "POST":
                 body = self._json_body()
-                if body is not None and not isinstance(body, dict):
+                if body is None:
+                    body = {}
+                if not isinstance(body, dict):
                     raise _BadRequestError("body must be an object")
-                has_input = body is not None and "input" in body
-                value = standin.evaluate(
-                    path, body["input"] if has_input else None, has_input=has_input
-                )
-                self._answer(HTTPStatus.OK, value)
+                has_input = "input" in body
+                value = standin.evaluate(path, body.get("input"), has_input=has_input)
+                self._answer(HTTPStatus.OK, self._with_provenance(value))
             elif method == "GET":
-                self._answer(HTTPStatus.OK, standin.evaluate(path, None, has_input=False))
+                value = standin.evaluate(path, None, has_input=False)
+                self._answer(HTTPStatus.OK, self._with_provenance(value))
             else:
                 self._error(HTTPStatus.METHOD_NOT_ALLOWED, "invalid_parameter", method)
             return
         self._error(HTTPStatus.NOT_FOUND, "resource_not_found", f"no route {route!r}")
 
-    def do_GET(self) -> None:  # noqa: N802  # http.server's naming
+    def _with_provenance(self, answer: dict[str, Any]) -> dict[str, Any]:
+        if not self._provenance:
+            return answer
+        return {**answer, "provenance": self.server.standin.provenance()}
+
+    # http.server dispatches on these names.
+    def do_GET(self) -> None:
         self._dispatch("GET")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._dispatch("PUT")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._dispatch("POST")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._dispatch("DELETE")

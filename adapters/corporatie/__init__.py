@@ -1,0 +1,1 @@
+"""The corporatie adapter: answers `corporatie.huurrelatie` from a housing ERP export."""

@@ -1,0 +1,1 @@
+"""The zorg adapter: answers `<function>.bekendheid` (buurtteam, ggd) from a client register."""

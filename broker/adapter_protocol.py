@@ -185,7 +185,11 @@ class QueryAddress(_Strict):
 class QueryPeriod(_Strict):
     """An inclusive date range; the broker has bounded it by `max_period_days`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # `from` is a Python keyword: the attribute is `from_`, the wire name is
+    # always `from`, whichever way the model is dumped.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True
+    )
 
     from_: date = Field(alias="from")
     to: date

@@ -1,11 +1,11 @@
 """`ketenbroker`: the command line.
 
-    ketenbroker keys init [--if-missing] [--alg EdDSA|ES256] [--dir DIR]
-    ketenbroker demo                       the main job, on the embedded default
-    ketenbroker serve [--no-adapters]      broker (and adapters) on loopback until Ctrl-C
-    ketenbroker adapter --partner ID       one partner's adapter (used by docker/)
-    ketenbroker policy eval ENTRYPOINT --input FILE
-    ketenbroker policy test                Rego unit tests, with pass/fail counts
+ketenbroker keys init [--if-missing] [--alg EdDSA|ES256] [--dir DIR]
+ketenbroker demo                       the main job, on the embedded default
+ketenbroker serve [--no-adapters]      broker (and adapters) on loopback until Ctrl-C
+ketenbroker adapter --partner ID       one partner's adapter (used by docker/)
+ketenbroker policy eval ENTRYPOINT --input FILE
+ketenbroker policy test                Rego unit tests, with pass/fail counts
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ FIRST_ADAPTER_PORT = 8501
 def _keys_init(args: argparse.Namespace, settings: Settings) -> int:
     convenant = load_convenant(settings.convenant_path)
     store = KeyStore(Path(args.dir) if args.dir else settings.keys_dir)
-    made = store.init(["broker", *convenant.principal_ids()], alg=args.alg, if_missing=args.if_missing)
+    made = store.init(
+        ["broker", *convenant.principal_ids()], alg=args.alg, if_missing=args.if_missing
+    )
     if made:
         print(f"made key pairs for {', '.join(made)} in {store.root}")
     else:
@@ -40,7 +42,7 @@ def _keys_init(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace, settings: Settings) -> int:
+def _demo(_args: argparse.Namespace, settings: Settings) -> int:
     from broker.demo import run_demo
 
     return run_demo(settings)
@@ -125,9 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--dir", help="key folder (default: the settings' keys_dir)")
     init.set_defaults(handler=_keys_init)
 
-    commands.add_parser("demo", help="play the story of a complex case").set_defaults(
-        handler=_demo
-    )
+    commands.add_parser("demo", help="play the story of a complex case").set_defaults(handler=_demo)
 
     serve = commands.add_parser("serve", help="run the broker (and adapters) on loopback")
     serve.add_argument("--host", default="127.0.0.1")

@@ -39,7 +39,12 @@ CASE_A = {
     "address": {"postcode": "4101 AB", "huisnummer": 12, "plaats": "Lekstroom"},
     "dwelling_owner": DE_LINGE,
     "subjects": [
-        {"ref": "og-1", "role": "overlastgever", "name": "Marco de Wit", "birth_date": "1979-03-14"},
+        {
+            "ref": "og-1",
+            "role": "overlastgever",
+            "name": "Marco de Wit",
+            "birth_date": "1979-03-14",
+        },
         {"ref": "m-1", "role": "melder", "name": "Fatima el Amrani", "birth_date": "1985-07-02"},
         {"ref": "o-1", "role": "omwonende", "name": "Joop Verbeek", "birth_date": "1952-11-30"},
     ],
@@ -69,14 +74,20 @@ class Story:
 def _expect(response: httpx.Response, status: int) -> dict[str, Any]:
     if response.status_code != status:
         raise SystemExit(
-            f"demo failed: expected HTTP {status}, got {response.status_code}: {response.text[:300]}"
+            f"demo failed: expected HTTP {status}, got {response.status_code}:"
+            f" {response.text[:300]}"
         )
     body: dict[str, Any] = response.json()
     return body
 
 
 def _exchange(
-    client: BrokerClient, case_id: str, subject: str, query: str, *, purpose: str = "aanpak_woonoverlast"
+    client: BrokerClient,
+    case_id: str,
+    subject: str,
+    query: str,
+    *,
+    purpose: str = "aanpak_woonoverlast",
 ) -> httpx.Response:
     return client.post(
         "/v1/exchanges",
@@ -115,10 +126,20 @@ def play(stack: LocalStack, keys: KeyStore) -> None:
     url = stack.broker_url
 
     def client(principal: str) -> BrokerClient:
-        return BrokerClient(base_url=url, client_id=principal, signing_key=keys.signing_key(principal))
+        return BrokerClient(
+            base_url=url, client_id=principal, signing_key=keys.signing_key(principal)
+        )
 
-    gemeente, politie, corporatie, dpo = client(GEMEENTE), client(POLITIE), client(DE_LINGE), client(FG)
-    print(f"Ketenbroker demo: broker at {url}, adapters for {len(stack.adapter_urls)} partners on loopback.")
+    gemeente, politie, corporatie, dpo = (
+        client(GEMEENTE),
+        client(POLITIE),
+        client(DE_LINGE),
+        client(FG),
+    )
+    print(
+        f"Ketenbroker demo: broker at {url},"
+        f" adapters for {len(stack.adapter_urls)} partners on loopback."
+    )
     print(f"Convenant: {stack.services.convenant.title} ({stack.services.convenant.version}).")
 
     story.chapter("The gemeente registers a complex case (casusregisseur)")
@@ -136,14 +157,17 @@ def play(stack: LocalStack, keys: KeyStore) -> None:
 
     story.chapter("Woonstichting De Linge consents; the casemanager starts the case")
     _expect(corporatie.post(f"/v1/cases/{case_id}/consent", json={"decision": "granted"}), 200)
-    moved = _expect(gemeente.post(f"/v1/cases/{case_id}/transitions", json={"to": "in_behandeling"}), 200)
+    moved = _expect(
+        gemeente.post(f"/v1/cases/{case_id}/transitions", json={"to": "in_behandeling"}), 200
+    )
     story.say(f"Consent granted; the case is now {moved['status']!r}.")
 
     story.chapter("U1: the casemanager asks the police about the overlastgever")
     answer = _expect(_exchange(gemeente, case_id, "og-1", "politie.meldingen"), 200)
     story.say(
         f"Decision {answer['decision']!r} on legal basis {answer['legal_basis']['law']}"
-        f" {answer['legal_basis']['article']} (convenant {answer['legal_basis']['convenant_article']})."
+        f" {answer['legal_basis']['article']}"
+        f" (convenant {answer['legal_basis']['convenant_article']})."
         " The police system also holds criminal records, suspects' details and"
         " investigation data about this person; none of it left the broker."
     )
@@ -162,11 +186,16 @@ def play(stack: LocalStack, keys: KeyStore) -> None:
     story.chapter("U2: the corporation asks for partner status on the case")
     status = _expect(corporatie.get(f"/v1/cases/{case_id}/status"), 200)
     story.show("Status", status)
-    story.say("Care partners appear only as 'zorgpartner': which care organisation is involved is itself health data.")
+    story.say(
+        "Care partners appear only as 'zorgpartner': which care organisation is involved"
+        " is itself health data."
+    )
 
     story.chapter("Requests the convenant forbids are refused, with their reason")
     forbidden = _expect(_exchange(corporatie, case_id, "og-1", "politie.meldingen"), 403)
-    story.say(f"The corporation asks the police: refused, {forbidden['code']!r}: {forbidden['detail']}")
+    story.say(
+        f"The corporation asks the police: refused, {forbidden['code']!r}: {forbidden['detail']}"
+    )
     wrong_purpose = _expect(
         _exchange(politie, case_id, "og-1", "corporatie.huurrelatie", purpose="opsporing"), 403
     )
@@ -175,7 +204,10 @@ def play(stack: LocalStack, keys: KeyStore) -> None:
         f" {wrong_purpose['code']!r}: {wrong_purpose['detail']}"
     )
     stranger = _expect(_exchange(gemeente, "case_doesnotexist", "og-1", "politie.meldingen"), 404)
-    story.say(f"A case that does not exist or is not yours: {stranger['code']!r} (404, no existence leak).")
+    story.say(
+        f"A case that does not exist or is not yours: {stranger['code']!r}"
+        " (404, no existence leak)."
+    )
 
     story.chapter("U3: the DPO audits the exchange log")
     checkpoint = _expect(dpo.get("/v1/audit/checkpoint"), 200)
@@ -186,11 +218,28 @@ def play(stack: LocalStack, keys: KeyStore) -> None:
         key = f"{entry.get('kind')}:{entry.get('decision')}"
         decisions[key] = decisions.get(key, 0) + 1
     story.show("Entries by kind and decision", decisions)
-    sample = next(e for e in verified["entries"] if e.get("query") == "politie.meldingen" and e["decision"] != "deny")
+    sample = next(
+        e
+        for e in verified["entries"]
+        if e.get("query") == "politie.meldingen" and e["decision"] != "deny"
+    )
     story.show(
         "One entry as the DPO sees it (no names, no values: a pseudonym and a payload hash)",
-        {k: sample[k] for k in ("index", "time", "requester", "provider", "subject", "legal_basis",
-                                 "fields_disclosed", "fields_withheld", "payload_hash", "trace_id")},
+        {
+            k: sample[k]
+            for k in (
+                "index",
+                "time",
+                "requester",
+                "provider",
+                "subject",
+                "legal_basis",
+                "fields_disclosed",
+                "fields_withheld",
+                "payload_hash",
+                "trace_id",
+            )
+        },
     )
     for c in (gemeente, politie, corporatie, dpo):
         c.close()

@@ -118,7 +118,9 @@ class PublicKeySet:
     def to_jwks(self) -> dict[str, list[dict[str, str]]]:
         keys = []
         for key in self._by_kid.values():
-            keys.append({**public_jwk_of(key.public_key), "kid": key.kid, "alg": key.alg, "use": "sig"})
+            keys.append(
+                {**public_jwk_of(key.public_key), "kid": key.kid, "alg": key.alg, "use": "sig"}
+            )
         return {"keys": keys}
 
 

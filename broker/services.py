@@ -27,6 +27,7 @@ from broker.keys import KeyStore
 from broker.policy.embedded import EmbeddedPolicyEngine
 from broker.policy.engine import PolicyBundle, PolicyEngine
 from broker.policy.inputs import convenant_data
+from broker.policy.opa import OpaPolicyEngine
 from broker.settings import Settings
 from broker.sql import SqlConnection
 
@@ -59,8 +60,6 @@ class Services:
 def build_policy_engine(settings: Settings, convenant: Convenant) -> PolicyEngine:
     bundle = PolicyBundle.from_directory(settings.policies_dir).with_data(convenant_data(convenant))
     if settings.policy_engine == "opa":
-        from broker.policy.opa import OpaPolicyEngine
-
         return OpaPolicyEngine(
             url=settings.opa_url,
             version=bundle.version,
@@ -78,7 +77,9 @@ def build_audit_store(settings: Settings) -> AuditStore:
 def build_sql_connection(settings: Settings) -> SqlConnection:
     if settings.storage_backend == "postgres":
         return SqlConnection(dialect="postgres", dsn=settings.postgres_dsn)
-    return SqlConnection(dialect="sqlite", sqlite_path=settings.sqlite_path.with_suffix(".cases.sqlite3"))
+    return SqlConnection(
+        dialect="sqlite", sqlite_path=settings.sqlite_path.with_suffix(".cases.sqlite3")
+    )
 
 
 def build_replay_cache(settings: Settings, clock: Clock) -> ReplayCache:

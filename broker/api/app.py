@@ -40,24 +40,22 @@ from broker.tracing import parse_traceparent
 log = logging.getLogger("ketenbroker.api")
 
 
+# Most specific first: the first class an error is an instance of decides.
+STATUS_BY_CAUSE: tuple[tuple[type[KetenbrokerError], int], ...] = (
+    (InsufficientScopeError, 403),
+    (AdapterTrustError, 502),  # the provider's answer did not verify: a bad gateway
+    (TrustError, 401),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (InputError, 400),
+    (BackendUnavailableError, 503),
+)
+
+
 def status_for(error: KetenbrokerError) -> int:
     if isinstance(error, RefusalError):
         return error.status
-    if isinstance(error, InsufficientScopeError):
-        return 403
-    if isinstance(error, AdapterTrustError):
-        return 502
-    if isinstance(error, TrustError):
-        return 401
-    if isinstance(error, NotFoundError):
-        return 404
-    if isinstance(error, ConflictError):
-        return 409
-    if isinstance(error, InputError):
-        return 400
-    if isinstance(error, BackendUnavailableError):
-        return 503
-    return 500
+    return next((status for cause, status in STATUS_BY_CAUSE if isinstance(error, cause)), 500)
 
 
 def _record_refusal(request: Request, code: str, detail: str) -> bool:
@@ -66,11 +64,14 @@ def _record_refusal(request: Request, code: str, detail: str) -> bool:
     if getattr(request.state, "refusal_logged", False):
         return True
     principal = getattr(request.state, "principal", None)
+    route = request.scope.get("route")
+    # The route template, never the raw path: the path may carry attacker text.
+    template = getattr(route, "path", "unrouted")
     try:
         services.audit.record(
             security_event(
                 time=services.clock.now(),
-                event=f"{request.method} {request.scope.get('route').path if request.scope.get('route') else 'unrouted'}",  # type: ignore[union-attr]  # route is set when matched
+                event=f"{request.method} {template}",
                 code=code,
                 principal=principal if isinstance(principal, str) else None,
                 trace_id=parse_traceparent(request.headers.get("traceparent")).trace_id,
@@ -114,12 +115,12 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return problem(error.status_code, code, "The request could not be served.")
 
     @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+    async def unexpected(request: Request, _error: Exception) -> JSONResponse:
         # Fail closed and say nothing about internals.
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return problem(500, "internal_error", "The request could not be completed.")

@@ -7,6 +7,10 @@ published. It also names the endpoint URLs the token service accepts as a
 client assertion's audience, so the two can never disagree.
 
 What it does not: serve HTTP (`broker.api.routes.oauth`) or hold keys.
+
+Why authlib here and nowhere else: its RFC 8414 validator is a ready check
+of the published document; verification, where every option must be ours
+to see, stays with pyjwt and cryptography.
 """
 
 from __future__ import annotations

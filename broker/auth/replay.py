@@ -10,9 +10,10 @@ What it does not: decide the key or the expiry. The token service builds the
 key (`assertion:{client_id}:{jti}`) and computes a TTL that outlives the
 assertion's acceptance window.
 
-Both backends fail closed: an unreachable Redis, or an in-process cache full
-of unexpired entries, raises `CacheUnavailableError` instead of answering
-"new" (forgetting a `jti` early would reopen the replay window).
+Why fail closed: an unreachable Redis, or an in-process cache full of
+unexpired entries, raises `CacheUnavailableError` instead of answering
+"new", because forgetting a `jti` early would reopen the replay window.
+The token endpoint then answers 503 and issues nothing.
 """
 
 from __future__ import annotations

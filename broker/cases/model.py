@@ -30,9 +30,7 @@ class CaseStatus(StrEnum):
 
 
 ALLOWED_TRANSITIONS: dict[CaseStatus, frozenset[CaseStatus]] = {
-    CaseStatus.aangemeld: frozenset(
-        {CaseStatus.in_behandeling, CaseStatus.geen_complexe_overlast}
-    ),
+    CaseStatus.aangemeld: frozenset({CaseStatus.in_behandeling, CaseStatus.geen_complexe_overlast}),
     CaseStatus.in_behandeling: frozenset(
         {CaseStatus.casusoverleg, CaseStatus.geen_complexe_overlast}
     ),
@@ -136,9 +134,7 @@ def require_visible(case: Case | None, partner_id: str) -> Case:
 
 def require_regisseur(case: Case, partner_id: str) -> None:
     if case.regisseur != partner_id:
-        raise ConflictError(
-            f"expected the case's regisseur {case.regisseur!r}, got {partner_id!r}"
-        )
+        raise ConflictError(f"expected the case's regisseur {case.regisseur!r}, got {partner_id!r}")
 
 
 def decide_transition(case: Case, target: CaseStatus, *, now: datetime) -> Case:

@@ -51,9 +51,7 @@ class CaseRegister:
     def _require_regisseur_partner(self, partner_id: str) -> None:
         partner = self._convenant.partner(partner_id)
         if partner is None or not partner.regisseur:
-            raise RefusalError(
-                "not_regisseur", "Only the casusregisseur may do this.", status=403
-            )
+            raise RefusalError("not_regisseur", "Only the casusregisseur may do this.", status=403)
 
     def _require_known_partner(self, partner_id: str, *, what: str) -> None:
         if self._convenant.partner(partner_id) is None:
@@ -195,7 +193,9 @@ def case_deadlines(case: Case, convenant: Convenant, *, now: datetime) -> list[d
         deadlines.append(
             {
                 "kind": "corporation_consent",
-                "due": (case.created_at + timedelta(days=terms.corporation_consent_days)).isoformat(),
+                "due": (
+                    case.created_at + timedelta(days=terms.corporation_consent_days)
+                ).isoformat(),
                 "met": case.consent != Consent.pending,
             }
         )
@@ -211,7 +211,9 @@ def case_deadlines(case: Case, convenant: Convenant, *, now: datetime) -> list[d
     return deadlines
 
 
-def case_document(case: Case, convenant: Convenant, *, viewer: str, now: datetime) -> dict[str, Any]:
+def case_document(
+    case: Case, convenant: Convenant, *, viewer: str, now: datetime
+) -> dict[str, Any]:
     """GET /v1/cases/{id}: the register entry without names or birth dates (R10)."""
     status = case_status_document(case, convenant, viewer=viewer, now=now)
     address = None

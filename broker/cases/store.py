@@ -11,6 +11,8 @@ sealed values and the pseudonyms can no longer be opened or linked (R7).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -91,7 +93,9 @@ def _personal_document(case: Case) -> dict[str, Any]:
     }
 
 
-def _case_from(case_id: str, version: int, doc: dict[str, Any], personal: dict[str, Any] | None) -> Case:
+def _case_from(
+    case_id: str, version: int, doc: dict[str, Any], personal: dict[str, Any] | None
+) -> Case:
     people = (personal or {}).get("subjects", {})
     subjects = []
     for s in doc["subjects"]:
@@ -119,7 +123,9 @@ def _case_from(case_id: str, version: int, doc: dict[str, Any], personal: dict[s
         address=address,
         subjects=tuple(subjects),
         partners=tuple(
-            CasePartner(p["partner"], PartnerStatus(p["status"]), datetime.fromisoformat(p["since"]))
+            CasePartner(
+                p["partner"], PartnerStatus(p["status"]), datetime.fromisoformat(p["since"])
+            )
             for p in doc["partners"]
         ),
         consent=Consent(doc["consent"]),
@@ -152,7 +158,7 @@ class SqlCaseStore:
                     f" case_id TEXT PRIMARY KEY, wrapped_key {blob} NOT NULL,"
                     f" sealed_personal {blob} NOT NULL)"
                 )
-        except Exception as e:  # noqa: BLE001  # any driver failure means the register is unusable
+        except Exception as e:  # any driver failure means the register is unusable
             raise BackendUnavailableError(f"case register schema could not be created: {e}") from e
 
     def insert(self, case: Case) -> None:
@@ -219,7 +225,8 @@ class SqlCaseStore:
     def destroy_personal_data(self, case_id: str) -> bool:
         with self._guard("destroy"), self._db.transaction() as cur:
             cur.execute("DELETE FROM case_secrets WHERE case_id = ?", (case_id,))
-            return cur.rowcount == 1
+            deleted = cur.rowcount
+        return deleted == 1
 
     def ping(self) -> None:
         with self._guard("ping"), self._db.transaction() as cur:
@@ -229,20 +236,15 @@ class SqlCaseStore:
     def close(self) -> None:
         self._db.close()
 
-    class _Guard:
-        def __init__(self, action: str) -> None:
-            self.action = action
-
-        def __enter__(self) -> None:
-            return None
-
-        def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> bool:
-            if error is None or isinstance(error, KetenbrokerError):
-                return False
+    @staticmethod
+    @contextmanager
+    def _guard(action: str) -> Iterator[None]:
+        """Turn a driver failure into BackendUnavailableError (style.md §11)."""
+        try:
+            yield
+        except KetenbrokerError:
+            raise
+        except Exception as e:  # any driver failure means the register is unusable
             raise BackendUnavailableError(
-                f"case register {self.action} failed: {type(error).__name__}"
-            ) from error
-
-    def _guard(self, action: str) -> SqlCaseStore._Guard:
-        return SqlCaseStore._Guard(action)
-
+                f"case register {action} failed: {type(e).__name__}"
+            ) from e

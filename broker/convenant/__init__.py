@@ -1,5 +1,6 @@
 """The convenant as data: the signed agreement, validated on load."""
 
+from broker.convenant.load import load_convenant, parse_convenant
 from broker.convenant.model import (
     Auditor,
     Convenant,
@@ -8,7 +9,6 @@ from broker.convenant.model import (
     Partner,
     PartnerRole,
 )
-from broker.convenant.load import load_convenant, parse_convenant
 
 __all__ = [
     "Auditor",

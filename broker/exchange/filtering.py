@@ -29,11 +29,7 @@ class FilteredAnswer:
 def apply_disclosure(answer: AdapterAnswer, decision: DisclosureDecision) -> FilteredAnswer:
     allowed = set(decision.disclose)
     data = {name: field.value for name, field in answer.fields.items() if name in allowed}
-    public = [
-        {"field": w.field, "reason": w.public_reason}
-        for w in decision.withheld
-        if w.visible
-    ]
+    public = [{"field": w.field, "reason": w.public_reason} for w in decision.withheld if w.visible]
     audit = [{"field": w.field, "code": w.code, "reason": w.reason} for w in decision.withheld]
     return FilteredAnswer(
         data=data,

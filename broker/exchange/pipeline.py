@@ -11,6 +11,7 @@ disclosed and the caller gets a 503 (log before disclose).
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -135,19 +136,19 @@ class ExchangePipeline:
         decision = self._decide_exchange(context, exchange_input)
         if not decision.allow:
             self._refuse(context, decision)
-        provider = decision.provider
-        assert provider is not None  # parse_exchange_decision guarantees it when allowed
+        provider, legal_basis = decision.provider, decision.legal_basis
+        if provider is None or legal_basis is None:
+            raise PolicyUnavailableError("policy allowed an exchange without provider or basis")
         answer = self._fetch(context, decision, provider)
         disclosure = self._decide_disclosure(context, exchange_input, decision, provider, answer)
         filtered = apply_disclosure(answer, disclosure)
         receipt = self._record_disclosure(context, decision, provider, filtered, answer)
-        assert decision.legal_basis is not None
         return ExchangeOutcome(
             exchange_id=context.exchange_id,
             decision="partial" if filtered.withheld_public else "permit",
             data=filtered.data,
             withheld=filtered.withheld_public,
-            legal_basis=decision.legal_basis,
+            legal_basis=legal_basis,
             receipt=receipt,
         )
 
@@ -221,17 +222,26 @@ class ExchangePipeline:
 
     def _adapter_query(self, context: _Context, decision: ExchangeDecision) -> AdapterQuery:
         case = context.case
-        assert case is not None and case.address is not None
-        subject = case.subject(context.request.subject)
-        if subject is None or subject.name is None or subject.birth_date is None:
-            raise PolicyUnavailableError("policy allowed an exchange about an unknown subject")
         exchange_type = self._convenant.exchange(context.request.query)
-        assert exchange_type is not None
+        subject = case.subject(context.request.subject) if case is not None else None
+        if (
+            case is None
+            or case.address is None
+            or exchange_type is None
+            or subject is None
+            or subject.name is None
+            or subject.birth_date is None
+        ):
+            # The policy allowed what the register cannot back: deny, never guess.
+            raise PolicyUnavailableError("policy allowed an exchange the register cannot serve")
         period = context.request.period
         if period is None:
             # No period asked: the convenant's longest allowed window up to today.
             today = context.now.date()
-            window = {"from": today - timedelta(days=exchange_type.max_period_days - 1), "to": today}
+            window = {
+                "from": today - timedelta(days=exchange_type.max_period_days - 1),
+                "to": today,
+            }
         else:
             window = {"from": period.from_, "to": period.to}
         return AdapterQuery.model_validate(
@@ -338,11 +348,10 @@ class ExchangePipeline:
             outcome="deny",
             reasons=[{"code": code, "reason": detail[:200]}],
         )
-        try:
+        # The caller gets a 503 either way and nothing was disclosed, so a
+        # failing log here must not mask the original error.
+        with contextlib.suppress(BackendUnavailableError):
             self._audit.record(entry)
-        except BackendUnavailableError:
-            # The caller gets a 503 either way; nothing was disclosed.
-            pass
 
     def _entry(
         self,

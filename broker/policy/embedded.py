@@ -30,9 +30,7 @@ class EmbeddedPolicyEngine:
         except regopy.RegoError as e:
             raise PolicyUnavailableError(f"policy bundle does not compile: {e}") from e
         if not self._compiled.ok():
-            raise PolicyUnavailableError(
-                f"policy bundle does not compile: {self._compiled.node()}"
-            )
+            raise PolicyUnavailableError(f"policy bundle does not compile: {self._compiled.node()}")
         self._runner = regopy.Interpreter()
         self._lock = threading.Lock()
 

@@ -234,12 +234,23 @@ class OpaPolicyEngine:
             ) from e
 
     def ping(self) -> None:
-        """Raise PolicyUnavailableError unless OPA's Health API answers 200."""
+        """Raise PolicyUnavailableError unless OPA is healthy and holds bundle `version`."""
         if not self._admin.check_health():
             # check_health swallows the cause; there is no foreign exception to chain.
             raise PolicyUnavailableError(
                 f"expected 200 from GET {self._base_url}/health, got no healthy answer"
             )
+        if self._verify_bundle_revision:
+            # Any entrypoint will do: only the provenance is read, not the result.
+            path = f"/v1/data/{self._entrypoints[0]}?provenance=true"
+            raw = self._post(path, b'{"input":{}}')
+            try:
+                answer = json.loads(raw)
+            except ValueError as e:
+                raise PolicyUnavailableError(
+                    f"expected a JSON object from POST {path}, got {raw[:80]!r}"
+                ) from e
+            self._verify_revision(answer.get("provenance") if isinstance(answer, dict) else None)
 
     def upload_bundle(self, bundle: PolicyBundle) -> None:
         """Make OPA hold exactly `bundle`: its modules (others deleted) and its data.

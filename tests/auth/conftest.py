@@ -52,6 +52,8 @@ with warnings.catch_warnings():
     )
     from fastapi.testclient import TestClient
 
+__all__ = ["START", "AuthServices", "TestClient", "build_app", "security_events"]
+
 # A Monday morning inside the example convenant's validity.
 START = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ identity to steal).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -61,8 +61,8 @@ class Forge:
         client_id: str = VICTIM,
         audience: str | list[str] = ISSUER,
         lifetime_seconds: int = 60,
-        claims: dict[str, object] | None = None,
-        headers: dict[str, object] | None = None,
+        claims: Mapping[str, object] | None = None,
+        headers: Mapping[str, object] | None = None,
     ) -> str:
         return make_assertion(
             key or self.key(client_id),

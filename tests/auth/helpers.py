@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -66,8 +67,8 @@ def make_assertion(
     audience: str | list[str],
     now: datetime,
     lifetime_seconds: int = 60,
-    claims: dict[str, Any] | None = None,
-    headers: dict[str, Any] | None = None,
+    claims: Mapping[str, Any] | None = None,
+    headers: Mapping[str, Any] | None = None,
 ) -> str:
     """An RFC 7523 client assertion signed with `key`.
 

@@ -55,7 +55,8 @@ def request_token(
     }
     if scope is not None:
         data["scope"] = scope
-    return client.post("/oauth/token", data=data, headers=headers)
+    response: httpx.Response = client.post("/oauth/token", data=data, headers=headers)
+    return response
 
 
 def assert_refused(
@@ -421,3 +422,18 @@ def test_jwks_publishes_the_broker_key_and_no_private_part(
     token = request_token(client, forge.assertion()).json()["access_token"]
     claims = verify_access_token(token, keys=keyset_from_jwks(jwks), issuer=ISSUER, now=forge.now)
     assert claims.principal == VICTIM
+
+
+def test_openapi_documents_the_form_body_and_the_bearer_scheme(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    token = document["paths"]["/oauth/token"]["post"]
+    form = token["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+    assert set(form["required"]) == {
+        "grant_type",
+        "client_id",
+        "client_assertion_type",
+        "client_assertion",
+    }
+    assert {"400", "401", "503"} <= set(token["responses"])
+    assert document["components"]["securitySchemes"]["BearerToken"]["scheme"] == "bearer"
+    assert document["paths"]["/probe/exchange"]["get"]["security"] == [{"BearerToken": []}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 
 import pytest
@@ -14,9 +15,9 @@ from broker.auth.token_service import TokenService
 from broker.auth.tokens import AccessTokenIssuer, verify_access_token
 from broker.convenant import Convenant
 from broker.errors import ReplayedAssertionError
-from broker.keys import KeyStore
-from tests.auth.forgeries import ISSUER, OTHER_PARTNER, VICTIM, Forge
-from tests.auth.helpers import JWT_BEARER, SteppingClock, payload_of
+from broker.keys import KeyStore, generate_signing_key
+from tests.auth.forgeries import ISSUER, OTHER_PARTNER, STRANGER, VICTIM, Forge
+from tests.auth.helpers import JWT_BEARER, SteppingClock, payload_of, unsigned_token
 
 RACERS = 16
 
@@ -268,3 +269,44 @@ def test_malformed_token_request_is_refused_with_its_rfc6749_code(
     with pytest.raises(OAuthError) as caught:
         service.exchange(request)
     assert caught.value.error == error
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "alg-none",  # refused at the header, before any key is used
+        # The victim's kid, signed by a stranger's key: for the victim a bad
+        # signature, for an unknown client an unknown kid (and a decoy check).
+        "bad-signature",
+    ],
+)
+def test_unknown_client_answers_in_the_time_a_known_one_does(
+    service: TokenService, forge: Forge, kind: str
+) -> None:
+    """Timing must not reveal which client ids exist (style.md §18).
+
+    The minimum over many runs is robust against scheduler noise. Without
+    the decoy key-file read, the alg-none row measured 10 µs for a stranger
+    against 22 µs for a known client.
+    """
+    stranger_key = generate_signing_key()
+
+    def attempt(client_id: str) -> str:
+        if kind == "alg-none":
+            return unsigned_token({"alg": "none"}, forge.claims(client_id))
+        return forge.assertion(
+            key=stranger_key, client_id=client_id, headers={"kid": forge.victim_kid()}
+        )
+
+    def fastest(client_id: str) -> float:
+        request = form(attempt(client_id), client_id=client_id)
+        samples = []
+        for _ in range(400):
+            started = time.perf_counter()
+            with pytest.raises(OAuthError):
+                service.exchange(request)
+            samples.append(time.perf_counter() - started)
+        return min(samples[50:])  # the first runs warm caches up
+
+    ratio = fastest(STRANGER) / fastest(VICTIM)
+    assert 0.67 < ratio < 1.5, ratio

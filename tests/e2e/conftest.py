@@ -36,8 +36,18 @@ def case_body(**overrides: Any) -> dict[str, Any]:
         "address": {"postcode": "4101 AB", "huisnummer": 12, "plaats": "Lekstroom"},
         "dwelling_owner": DE_LINGE,
         "subjects": [
-            {"ref": "og-1", "role": "overlastgever", "name": "Marco de Wit", "birth_date": "1979-03-14"},
-            {"ref": "m-1", "role": "melder", "name": "Fatima el Amrani", "birth_date": "1985-07-02"},
+            {
+                "ref": "og-1",
+                "role": "overlastgever",
+                "name": "Marco de Wit",
+                "birth_date": "1979-03-14",
+            },
+            {
+                "ref": "m-1",
+                "role": "melder",
+                "name": "Fatima el Amrani",
+                "birth_date": "1985-07-02",
+            },
         ],
         "partners": [POLITIE, BUURTTEAM, GGD],
         "criteria": [1, 2, 6],
@@ -111,7 +121,9 @@ def active_case(client_for: Callable[[str], BrokerClient]) -> str:
     created = gemeente.post("/v1/cases", json=case_body())
     assert created.status_code == 201, created.text
     case_id: str = created.json()["id"]
-    consent = client_for(DE_LINGE).post(f"/v1/cases/{case_id}/consent", json={"decision": "granted"})
+    consent = client_for(DE_LINGE).post(
+        f"/v1/cases/{case_id}/consent", json={"decision": "granted"}
+    )
     assert consent.status_code == 200, consent.text
     moved = gemeente.post(f"/v1/cases/{case_id}/transitions", json={"to": "in_behandeling"})
     assert moved.status_code == 200, moved.text

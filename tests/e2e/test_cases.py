@@ -67,7 +67,9 @@ def test_dwelling_owner_is_invited_until_it_consents(client_for: Clients) -> Non
     assert owner and owner[0]["status"] == "uitgenodigd"
     consent = [d for d in before["deadlines"] if d["kind"] == "corporation_consent"]
     assert consent and consent[0]["met"] is False
-    granted = client_for(DE_LINGE).post(f"/v1/cases/{case_id}/consent", json={"decision": "granted"})
+    granted = client_for(DE_LINGE).post(
+        f"/v1/cases/{case_id}/consent", json={"decision": "granted"}
+    )
     assert granted.status_code == 200
     after = client_for(DE_LINGE).get(f"/v1/cases/{case_id}/status").json()
     assert [p["status"] for p in after["partners"] if p["partner"] == DE_LINGE] == ["actief"]
@@ -78,7 +80,9 @@ def test_dwelling_owner_is_invited_until_it_consents(client_for: Clients) -> Non
 
 def test_only_the_owner_decides_consent(client_for: Clients) -> None:
     case_id = _create(client_for)
-    response = client_for(GEMEENTE).post(f"/v1/cases/{case_id}/consent", json={"decision": "granted"})
+    response = client_for(GEMEENTE).post(
+        f"/v1/cases/{case_id}/consent", json={"decision": "granted"}
+    )
     assert response.status_code == 404
 
 
@@ -110,7 +114,9 @@ def test_corporation_status_view_hides_which_care_partner_takes_part(client_for:
         (["aangemeld"], 409),
     ],
 )
-def test_transitions_follow_the_process(client_for: Clients, path: list[str], expected: int) -> None:
+def test_transitions_follow_the_process(
+    client_for: Clients, path: list[str], expected: int
+) -> None:
     case_id = _create(client_for)
     last = None
     for target in path:
@@ -124,14 +130,18 @@ def test_transitions_follow_the_process(client_for: Clients, path: list[str], ex
 
 def test_only_the_cases_regisseur_moves_it(client_for: Clients) -> None:
     case_id = _create(client_for)
-    response = client_for(DE_LINGE).post(f"/v1/cases/{case_id}/transitions", json={"to": "in_behandeling"})
+    response = client_for(DE_LINGE).post(
+        f"/v1/cases/{case_id}/transitions", json={"to": "in_behandeling"}
+    )
     assert response.status_code in (403, 404)
 
 
 def test_admitted_partner_sees_the_case(client_for: Clients) -> None:
     case_id = _create(client_for, partners=[POLITIE])
     assert client_for(BUURTTEAM).get(f"/v1/cases/{case_id}").status_code == 404
-    admitted = client_for(GEMEENTE).post(f"/v1/cases/{case_id}/partners", json={"partner": BUURTTEAM})
+    admitted = client_for(GEMEENTE).post(
+        f"/v1/cases/{case_id}/partners", json={"partner": BUURTTEAM}
+    )
     assert admitted.status_code == 200, admitted.text
     assert client_for(BUURTTEAM).get(f"/v1/cases/{case_id}").status_code == 200
     again = client_for(GEMEENTE).post(f"/v1/cases/{case_id}/partners", json={"partner": BUURTTEAM})
@@ -151,7 +161,9 @@ def test_admitted_partner_sees_the_case(client_for: Clients) -> None:
         {"address": {"postcode": "ABCDE", "huisnummer": 1, "plaats": "X"}},
     ],
 )
-def test_bad_case_input_is_refused_and_logged(client_for: Clients, body_change: dict[str, object]) -> None:
+def test_bad_case_input_is_refused_and_logged(
+    client_for: Clients, body_change: dict[str, object]
+) -> None:
     size = client_for(FG).get("/v1/audit/checkpoint").json()["size"]
     response = client_for(GEMEENTE).post("/v1/cases", json=case_body(**body_change))
     assert response.status_code == 400, response.text

@@ -11,6 +11,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 
+import psycopg
 import pytest
 
 from adapters.sdk.client import BrokerClient
@@ -134,7 +135,11 @@ def test_traceparent_travels_into_the_audit_entry(client_for: Clients, active_ca
     )
     assert response.status_code == 200
     exchange_id = response.json()["exchange"]
-    [entry] = [e for e in audit_entries(client_for(FG), case=active_case) if e.get("exchange") == exchange_id]
+    [entry] = [
+        e
+        for e in audit_entries(client_for(FG), case=active_case)
+        if e.get("exchange") == exchange_id
+    ]
     assert entry["trace_id"] == trace_id
 
 
@@ -147,7 +152,9 @@ def _case_in_state(client_for: Clients, *, consent: str | None, status: str | No
     assert created.status_code == 201, created.text
     case_id: str = created.json()["id"]
     if consent:
-        answer = client_for(DE_LINGE).post(f"/v1/cases/{case_id}/consent", json={"decision": consent})
+        answer = client_for(DE_LINGE).post(
+            f"/v1/cases/{case_id}/consent", json={"decision": consent}
+        )
         assert answer.status_code == 200
     if status:
         answer = gemeente.post(f"/v1/cases/{case_id}/transitions", json={"to": status})
@@ -174,9 +181,23 @@ REFUSALS = [
     # the owning corporation refused
     (GEMEENTE, "refused", None, {}, 403, "consent_pending"),
     # ten years of police data in one question
-    (GEMEENTE, "granted", "in_behandeling", {"period": {"from": "2016-01-01", "to": "2026-01-01"}}, 403, "period_too_wide"),
+    (
+        GEMEENTE,
+        "granted",
+        "in_behandeling",
+        {"period": {"from": "2016-01-01", "to": "2026-01-01"}},
+        403,
+        "period_too_wide",
+    ),
     # an exchange type the convenant does not know
-    (GEMEENTE, "granted", "in_behandeling", {"query": "politie.strafblad"}, 403, "exchange_not_allowed"),
+    (
+        GEMEENTE,
+        "granted",
+        "in_behandeling",
+        {"query": "politie.strafblad"},
+        403,
+        "exchange_not_allowed",
+    ),
 ]
 
 
@@ -203,7 +224,9 @@ def test_refusal_carries_its_code_and_is_logged(
     assert problem["detail"], "every refusal says why"
     assert "data" not in problem
     denials = [
-        e for e in audit_entries(client_for(FG), case=case_id, decision="deny") if e.get("kind") == "exchange"
+        e
+        for e in audit_entries(client_for(FG), case=case_id, decision="deny")
+        if e.get("kind") == "exchange"
     ]
     assert len(denials) == 1
     assert code in {r["code"] for r in denials[0]["reasons"]}
@@ -215,7 +238,7 @@ def test_absent_and_foreign_cases_look_the_same(client_for: Clients, active_case
     foreign = stranger.post("/v1/exchanges", json=exchange_body(active_case))
     absent = stranger.post("/v1/exchanges", json=exchange_body("case_" + "0" * 32))
     assert foreign.status_code == absent.status_code == 404
-    assert {k: v for k, v in foreign.json().items()} == {k: v for k, v in absent.json().items()}
+    assert foreign.json() == absent.json()
 
 
 def test_unknown_request_fields_are_rejected(client_for: Clients, active_case: str) -> None:
@@ -258,8 +281,6 @@ class _audit_store_refusing_writes:  # noqa: N801  # reads as a sentence in the 
                     " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
                 )
         else:
-            import psycopg
-
             with psycopg.connect(self.dsn, autocommit=True) as conn:
                 conn.execute(
                     "ALTER TABLE audit_entries ADD CONSTRAINT refuse_all CHECK (false) NOT VALID"
@@ -270,7 +291,5 @@ class _audit_store_refusing_writes:  # noqa: N801  # reads as a sentence in the 
             with sqlite3.connect(self.stack.settings.sqlite_path) as conn:
                 conn.execute("DROP TRIGGER refuse_all")
         else:
-            import psycopg
-
             with psycopg.connect(self.dsn, autocommit=True) as conn:
                 conn.execute("ALTER TABLE audit_entries DROP CONSTRAINT refuse_all")

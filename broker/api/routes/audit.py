@@ -96,7 +96,11 @@ def consistency_proof(
     second: Annotated[int, Query(ge=1, le=2**62)],
 ) -> dict[str, Any]:
     _ = caller
-    return {"first": first, "second": second, "proof": services.audit.consistency_proof(first, second)}
+    return {
+        "first": first,
+        "second": second,
+        "proof": services.audit.consistency_proof(first, second),
+    }
 
 
 @router.get("/v1/audit/export")
@@ -107,12 +111,14 @@ def export(services: ServicesDep, caller: AuditReadCaller) -> StreamingResponse:
     def lines() -> Iterator[bytes]:
         cursor = -1
         while cursor + 1 < final.size:
-            page = services.audit.entries(AuditQuery(after_index=cursor, limit=EXPORT_PAGE))
+            # Bounded by the checkpoint taken first, so the export ends exactly
+            # where its closing checkpoint says, whatever is appended meanwhile.
+            page = services.audit.entries(
+                AuditQuery(after_index=cursor, before_index=final.size, limit=EXPORT_PAGE)
+            )
             if not page:
                 break
             for stored in page:
-                if stored.index >= final.size:
-                    break
                 yield canonical_json(stored.entry) + b"\n"
                 cursor = stored.index
         yield json.dumps({"checkpoint": final.to_dict()}).encode() + b"\n"

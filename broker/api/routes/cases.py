@@ -41,7 +41,9 @@ def get_case(
 ) -> dict[str, Any]:
     request.state.principal = caller.principal
     case = services.cases.get(caller=caller.principal, case_id=case_id)
-    return case_document(case, services.convenant, viewer=caller.principal, now=services.clock.now())
+    return case_document(
+        case, services.convenant, viewer=caller.principal, now=services.clock.now()
+    )
 
 
 @router.post("/v1/cases/{case_id}/partners")
@@ -54,7 +56,9 @@ def admit_partner(
 ) -> dict[str, Any]:
     request.state.principal = caller.principal
     now = services.clock.now()
-    case = services.cases.admit(caller=caller.principal, case_id=case_id, partner=body.partner, now=now)
+    case = services.cases.admit(
+        caller=caller.principal, case_id=case_id, partner=body.partner, now=now
+    )
     return case_document(case, services.convenant, viewer=caller.principal, now=now)
 
 

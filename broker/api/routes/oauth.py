@@ -167,8 +167,9 @@ def _answer_token_request(
                 )
             )
         except AuditWriteError as e:
-            # An unrecorded refusal must not look like an ordinary one.
-            logger.error("token refusal not recorded in the audit log: %s", e)  # noqa: TRY400  # the cause is known; no traceback wanted
+            # An unrecorded refusal must not look like an ordinary one. The
+            # cause is in the message; a traceback would add nothing (TRY400).
+            logger.error("token refusal not recorded in the audit log: %s", e)  # noqa: TRY400
             refusal = OAuthError(TEMPORARILY_UNAVAILABLE, f"audit write failed: {e}")
         return _oauth_error(refusal)
     return JSONResponse(

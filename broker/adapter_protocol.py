@@ -13,7 +13,9 @@ functions that authenticate the exchange in both directions:
 * adapter → broker: the answer body plus the header
   `Ketenbroker-Answer-Signature`, a detached JWS (RFC 7515 Appendix F,
   `typ` `kb-answer+jws`) over the RFC 8785 canonical JSON of the answer,
-  signed with the adapter partner's own key (`sign_answer` / `verify_answer`).
+  signed with the adapter partner's own key (`sign_answer` / `verify_answer`);
+  `verify_answer_document` is the broker's one call for a received answer:
+  size bound, strict JSON, signature, schema, and the echo of the exchange.
 
 What it does not: any I/O. Sending, receiving, replay caching and key loading
 happen around these functions (style.md §1); `now` is a parameter (§5).
@@ -96,7 +98,11 @@ MAX_ANSWER_BYTES = 1024 * 1024
 MAX_ANSWER_FIELDS = 256
 MAX_QUERY_FIELDS = 64
 
-_FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256", "crit", "b64")
+# Header parameters an answer signature may not carry: keys or key pointers
+# (keys are pinned per partner, RFC 8725 §3.10), critical extensions we do not
+# implement, and RFC 7797's b64 (the payload here is always base64url, Appendix F).
+# Call tokens get the same discipline from broker.auth.jose.
+_ANSWER_FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256", "crit", "b64")
 _CALL_TOKEN_CLAIMS = ("iss", "sub", "aud", "iat", "exp", "jti", "body_sha256")
 
 # Identifiers that end up in log lines and URLs: a narrow alphabet keeps
@@ -260,7 +266,7 @@ def _trusted_key_for(token: str, *, keys: PublicKeySet, expected_typ: str) -> Tr
         raise AdapterTrustError(f"expected a JWS, got an unparsable header: {e}") from e
     # Keys are pinned per principal (broker.keys); a token must not be able to
     # point at, or carry, its own key, nor demand extensions we do not know.
-    present = sorted(name for name in _FORBIDDEN_HEADERS if name in header)
+    present = sorted(name for name in _ANSWER_FORBIDDEN_HEADERS if name in header)
     if present:
         raise AdapterTrustError(f"expected no key-carrying or critical headers, got {present}")
     if header.get("typ") != expected_typ:

@@ -9,6 +9,7 @@
 package ketenbroker.disclosure
 
 import data.ketenbroker.common
+import data.ketenbroker.lexicon
 import rego.v1
 
 listed contains f if some f in common.exchange_type.fields
@@ -17,7 +18,20 @@ special contains c if some c in data.categories.special
 
 ordinary contains c if some c in data.categories.ordinary
 
-# R1: only what the convenant lists for this exchange type.
+answer_fields contains f if some f in input.answer.fields
+
+listed_fields contains f if {
+	some f in answer_fields
+	f.name in listed
+}
+
+boolean_fact(name) := f.boolean if {
+	some f in answer_fields
+	f.name == name
+}
+
+# --- R1: only what the convenant lists for this exchange ---------------------------
+
 withheld contains {
 	"field": f.name,
 	"code": "not_in_convenant",
@@ -25,20 +39,23 @@ withheld contains {
 	"public_reason": "Not part of this exchange.",
 	"visible": false,
 } if {
-	some f in input.answer.fields
+	some f in answer_fields
 	not f.name in listed
 }
 
-# R2: special categories never flow, whatever the convenant lists.
+# --- R2: special categories never flow, whatever the convenant lists ---------------
+#
+# Messages are built with concat, not sprintf: rego-cpp 1.5 renders a
+# computed string inside sprintf with raw quotes (docs/adr/0003).
+
 withheld contains {
 	"field": f.name,
 	"code": "special_category",
-	"reason": sprintf("Special-category data (%s) is never shared (R2, AVG art. 9/10).", [f.category]),
+	"reason": concat("", ["Special-category data (", f.category, ") is never shared (R2, AVG art. 9/10)."]),
 	"public_reason": "Special-category personal data is never shared.",
 	"visible": true,
 } if {
-	some f in input.answer.fields
-	f.name in listed
+	some f in listed_fields
 	f.category in special
 }
 
@@ -46,24 +63,136 @@ withheld contains {
 withheld contains {
 	"field": f.name,
 	"code": "unknown_category",
-	"reason": sprintf("The adapter tagged this field with an unknown category %v.", [f.category]),
+	"reason": concat("", ["The adapter tagged this field with an unknown category: ", format_category(f.category)]),
 	"public_reason": "Special-category personal data is never shared.",
 	"visible": true,
 } if {
-	some f in input.answer.fields
-	f.name in listed
+	some f in listed_fields
 	not f.category in special
 	not f.category in ordinary
 }
 
+# R2: free text (a short description, a note) that speaks of health, crime,
+# money or another special category is withheld whole (seed 002 §5.2).
+text_hits(f) := {c | some t in f.texts; some c in lexicon.hits(t)}
+
+withheld contains {
+	"field": f.name,
+	"code": "special_category_text",
+	"reason": concat("", ["Free text mentions special-category data (", concat(", ", sort([c | some c in text_hits(f)])), ") (R2)."]),
+	"public_reason": "Contains special-category personal data, which is never shared.",
+	"visible": true,
+} if {
+	some f in listed_fields
+	f.category in ordinary
+	count(text_hits(f)) > 0
+}
+
+# R2: text too long to scan is not shared (the bound is in broker/policy/inputs.py).
+withheld contains {
+	"field": f.name,
+	"code": "text_too_long",
+	"reason": "Free text exceeds the length the special-category scan accepts.",
+	"public_reason": "Contains special-category personal data, which is never shared.",
+	"visible": true,
+} if {
+	some f in listed_fields
+	f.oversized == true
+}
+
+# --- R3: the police's limits (seed 004 §5.3) ---------------------------------------
+
+police_answer if input.provider.role == "politie"
+
+# Only an explicit "no investigation" from the police system excludes one;
+# a missing flag counts as a possible investigation (fail closed).
+investigation_excluded if boolean_fact(data.rules.politie.investigation_flag_field) == false
+
+om_permission if data.rules.politie.om_permission_event in input.case.events
+
+# Nuisance antecedents flow only without a running investigation, or with
+# the OM's permission recorded on the case. The requester is never told why.
+withheld contains {
+	"field": f.name,
+	"code": "investigation_running",
+	"reason": "An investigation may be running and the OM's permission is not recorded (R3, seed 004 §5.3).",
+	"public_reason": data.rules.politie.neutral_reason,
+	"visible": true,
+} if {
+	police_answer
+	some f in listed_fields
+	f.name == data.rules.politie.antecedents_field
+	not investigation_excluded
+	not om_permission
+}
+
+# --- R4: care partners' limits (seed 004 §5.6, 002 §5.3) ---------------------------
+
+care_answer if input.provider.role == "zorg"
+
+# "Known to us: yes/no" and, only if yes, the care worker's name.
+withheld contains {
+	"field": f.name,
+	"code": "care_not_known",
+	"reason": "The care worker's name is shared only when the subject is known (R4).",
+	"public_reason": "Not part of this exchange.",
+	"visible": false,
+} if {
+	care_answer
+	some f in listed_fields
+	f.name == data.rules.zorg.worker_field
+	boolean_fact(data.rules.zorg.known_field) != true
+}
+
+# Buurtbemiddeling gives content only with the consent of both parties.
+mediation_consent if {
+	every event in data.rules.mediation.consent_events {
+		event in input.case.events
+	}
+}
+
+withheld contains {
+	"field": f.name,
+	"code": "mediation_consent_missing",
+	"reason": "Content from buurtbemiddeling needs the consent of both melder and overlastgever (R4, seed 002 §5.3).",
+	"public_reason": "Shared only with the consent of both parties to the mediation.",
+	"visible": true,
+} if {
+	care_answer
+	some f in listed_fields
+	f.name in common.exchange_type.consent_fields
+	not mediation_consent
+}
+
+# --- the decision -----------------------------------------------------------------
+
+# A category is an adapter's string, but fail closed on any other JSON type.
+format_category(c) := c if is_string(c)
+
+format_category(c) := "(not a string)" if not is_string(c)
+
 withheld_names contains w.field if some w in withheld
 
 disclose contains f.name if {
-	some f in input.answer.fields
+	some f in answer_fields
 	not f.name in withheld_names
+}
+
+# R3: whatever withholds the antecedents item, the requester hears the same
+# neutral reason, so its absence never tells that an investigation runs.
+public(w) := object.union(w, {"public_reason": data.rules.politie.neutral_reason}) if {
+	police_answer
+	w.field == data.rules.politie.antecedents_field
+}
+
+public(w) := w if not antecedents_of_police(w)
+
+antecedents_of_police(w) if {
+	police_answer
+	w.field == data.rules.politie.antecedents_field
 }
 
 decision := {
 	"disclose": [name | some name in disclose],
-	"withheld": [w | some w in withheld],
+	"withheld": [public(w) | some w in withheld],
 }

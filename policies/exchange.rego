@@ -23,6 +23,8 @@ rank := {
 
 refusal(code, reason) := {"code": code, "reason": reason, "public_reason": reason, "rank": rank[code]}
 
+# --- R1: need-to-know -------------------------------------------------------------
+
 # R1: only active partners of this very case may ask anything about it.
 refusals contains refusal("not_case_partner", "You are not an active partner of this case.") if {
 	not common.requester_is_active
@@ -37,7 +39,7 @@ refusals contains refusal("exchange_not_allowed", "The convenant has no such exc
 refusals contains refusal("exchange_not_allowed", msg) if {
 	et := common.exchange_type
 	not input.requester.role in et.requester_roles
-	msg := sprintf("The convenant does not allow role %s to ask for %s.", [input.requester.role, et.id])
+	msg := concat("", ["The convenant does not allow role ", input.requester.role, " to ask for ", et.id, "."])
 }
 
 # R3 (seed 004 §5.3) and R4 (seed 004 §5.6): only the case's regisseur may ask.
@@ -63,14 +65,24 @@ refusals contains refusal("subject_not_in_case", "The subject is not a party of 
 # investigation, housing fraud or public order.
 refusals contains refusal("purpose_mismatch", msg) if {
 	input.exchange.purpose != data.convenant.purpose
-	msg := sprintf("The convenant allows exchange only for purpose %s.", [data.convenant.purpose])
+	msg := concat("", ["The convenant allows exchange only for purpose ", data.convenant.purpose, "."])
 }
 
+# R1: nothing flows once a case is closed or turned out not to be complex.
 refusals contains refusal("case_closed", "The case is closed; nothing is exchanged any more.") if {
 	input.case.status in common.final_states
 }
 
-# Seed 004 §5.1-5.2: the corporation owning the dwelling consents first.
+# R1: during intake (aangemeld) only what the intake decision needs: the
+# exchange types the convenant marks `intake` (seed 004 §5.1, 002 §3.4).
+refusals contains refusal("exchange_not_allowed", msg) if {
+	input.case.status == "aangemeld"
+	et := common.exchange_type
+	not et.intake
+	msg := concat("", ["During intake (aangemeld) ", et.id, " is not yet exchanged."])
+}
+
+# R1, seed 004 §5.1-5.2: the corporation owning the dwelling consents first.
 refusals contains refusal("consent_pending", "The corporation owning the dwelling has not consented yet.") if {
 	common.owner_is_corporation
 	input.case.consent == "pending"
@@ -85,10 +97,35 @@ refusals contains refusal("consent_pending", "The corporation owning the dwellin
 refusals contains refusal("period_too_wide", msg) if {
 	et := common.exchange_type
 	input.exchange.period.days > et.max_period_days
-	msg := sprintf("The period may span at most %d days for %s.", [et.max_period_days, et.id])
+	msg := concat("", ["The period may span at most ", format_int(et.max_period_days, 10), " days for ", et.id, "."])
 }
 
-# Who answers: active partners of the case with the provider's role (and function).
+# --- R11: multi-partner exchange needs a complex case -----------------------------
+
+# An enkelvoudig case is handled by one partner (seed 002 §2.1.1): no exchange.
+refusals contains refusal("exchange_not_allowed", "An enkelvoudig case is handled by one partner; exchange needs a complex case.") if {
+	input.case.kind == "enkelvoudig"
+}
+
+# A complex case needs its admission criteria recorded (R11; seed 004 §2: at
+# least 2 of 6), unless the regisseur marked acute necessity.
+refusals contains refusal("exchange_not_allowed", msg) if {
+	input.case.kind == "complex"
+	not criteria_met
+	not input.case.urgent
+	c := data.convenant.complex_case_criteria
+	msg := concat("", ["The case does not record at least ", format_int(c.minimum, 10), " of the ", format_int(count(c.items), 10), " admission criteria."])
+}
+
+criteria_met if {
+	known := {c.id | some c in data.convenant.complex_case_criteria.items}
+	recorded := {c | some c in input.case.criteria; c in known}
+	count(recorded) >= data.convenant.complex_case_criteria.minimum
+}
+
+# --- who answers ------------------------------------------------------------------
+
+# Active partners of the case with the provider's role (and function).
 candidates contains p.partner if {
 	et := common.exchange_type
 	some p in input.case.partners
@@ -114,6 +151,12 @@ provider := p if {
 	some p in candidates
 }
 
+# --- the decision -----------------------------------------------------------------
+
+# Acute necessity is a logged break-glass route: every exchange is flagged
+# for the DPO's review (seed 004 §2).
+flags contains data.rules.urgent_flag if input.case.urgent
+
 default provider_or_null := null
 
 provider_or_null := provider
@@ -137,5 +180,5 @@ decision := {
 	"fields": fields,
 	"legal_basis": legal_basis,
 	"processing_activity": processing_activity,
-	"flags": [],
+	"flags": [f | some f in flags],
 }

@@ -1,1 +1,5 @@
-"""The zorg adapter: answers `<function>.bekendheid` (buurtteam, ggd) from a client register."""
+"""The zorg adapter: what care parties answer.
+
+`<function>.bekendheid` (buurtteam, ggd) from a client register;
+`buurtbemiddeling.terugkoppeling` from a mediation dossier register.
+"""

@@ -4,7 +4,10 @@ The shape is the care party's own: clients with care trajectories (each with
 a care worker, a request for help, diagnosis and plan, sometimes
 medication) and progress reports. `organisatie.soort` says which kind of
 care party this register belongs to (buurtteam, ggd); it picks the
-exchange type the adapter serves.
+exchange type the adapter serves. Every zorg data file starts with that
+`organisatie`, whatever its shape: `register_soort` reads it so the app can
+pick the right model (a buurtbemiddeling register holds mediation dossiers,
+adapters.zorg.bemiddeling_records).
 """
 
 from __future__ import annotations
@@ -60,5 +63,21 @@ class Clientregister(_Record):
     clienten: tuple[Client, ...]
 
 
+class _RegisterHeader(BaseModel):
+    # Only the header: the rest of the file is validated by the model its soort picks.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    organisatie: Organisatie
+
+
+def register_soort(raw: bytes) -> str:
+    """The `organisatie.soort` of a zorg data file, validated; the rest is not read."""
+    return _RegisterHeader.model_validate_json(raw).organisatie.soort
+
+
+def parse_register(raw: bytes) -> Clientregister:
+    return Clientregister.model_validate_json(raw)
+
+
 def load_register(path: Path) -> Clientregister:
-    return Clientregister.model_validate_json(path.read_bytes())
+    return parse_register(path.read_bytes())

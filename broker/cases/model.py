@@ -70,6 +70,46 @@ class Consent(StrEnum):
     refused = "refused"
 
 
+class CaseEventKind(StrEnum):
+    """Facts partners record on a case, which the policy and the deadlines read."""
+
+    # R3 (seed 004 §5.3): the OM permits sharing nuisance antecedents during an investigation.
+    om_toestemming = "om_toestemming"
+    # R4 (seed 002 §5.3): both parties consent to content feedback from buurtbemiddeling.
+    bemiddeling_toestemming_melder = "bemiddeling_toestemming_melder"
+    bemiddeling_toestemming_overlastgever = "bemiddeling_toestemming_overlastgever"
+    # R6 (seed 002 Tabel 1, §7.1; §3.7.8): informing the parties.
+    overlastgever_geinformeerd = "overlastgever_geinformeerd"
+    melder_geinformeerd = "melder_geinformeerd"
+
+
+# Who may record which event: a role of the convenant, or "regisseur" for the case's regisseur.
+EVENT_RECORDERS: dict[CaseEventKind, frozenset[str]] = {
+    CaseEventKind.om_toestemming: frozenset({"politie"}),
+    CaseEventKind.bemiddeling_toestemming_melder: frozenset({"regisseur", "zorg"}),
+    CaseEventKind.bemiddeling_toestemming_overlastgever: frozenset({"regisseur", "zorg"}),
+    CaseEventKind.overlastgever_geinformeerd: frozenset({"regisseur"}),
+    CaseEventKind.melder_geinformeerd: frozenset({"regisseur"}),
+}
+
+
+@dataclass(frozen=True)
+class CaseEvent:
+    kind: CaseEventKind
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Urgency:
+    """Acute necessity (seed 004 §2): a logged break-glass mark, never a silent bypass."""
+
+    by: str
+    since: datetime
+    # Free text by the regisseur; sealed with the case's personal data.
+    justification: str | None
+
+
 @dataclass(frozen=True)
 class Address:
     postcode: str
@@ -112,6 +152,11 @@ class Case:
     version: int = 1
     personal_data_destroyed: bool = False
     status_history: tuple[tuple[str, datetime], ...] = field(default_factory=tuple)
+    events: tuple[CaseEvent, ...] = ()
+    urgency: Urgency | None = None
+
+    def has_event(self, kind: CaseEventKind) -> bool:
+        return any(event.kind == kind for event in self.events)
 
     def partner_entry(self, partner_id: str) -> CasePartner | None:
         return next((p for p in self.partners if p.partner == partner_id), None)
@@ -183,3 +228,25 @@ def decide_consent(case: Case, partner_id: str, granted: bool, *, now: datetime)
         for p in case.partners
     )
     return replace(case, consent=consent, partners=partners, updated_at=now)
+
+
+def decide_event(case: Case, kind: CaseEventKind, *, by: str, role: str, now: datetime) -> Case:
+    """Record a fact on the case if the recorder may (EVENT_RECORDERS)."""
+    allowed = EVENT_RECORDERS[kind]
+    as_regisseur = "regisseur" in allowed and case.regisseur == by
+    if not as_regisseur and role not in allowed:
+        raise ConflictError(f"a partner with role {role!r} cannot record {kind.value!r}")
+    if case.status in (CaseStatus.afgesloten, CaseStatus.geen_complexe_overlast):
+        raise ConflictError(f"cannot record events on a case in state {case.status.value!r}")
+    event = CaseEvent(kind=kind, by=by, at=now)
+    return replace(case, events=(*case.events, event), updated_at=now)
+
+
+def decide_urgency(case: Case, *, by: str, justification: str, now: datetime) -> Case:
+    if case.status in (CaseStatus.afgesloten, CaseStatus.geen_complexe_overlast):
+        raise ConflictError(f"cannot mark a case in state {case.status.value!r} urgent")
+    if case.urgency is not None:
+        raise ConflictError("the case is already marked urgent")
+    return replace(
+        case, urgency=Urgency(by=by, since=now, justification=justification), updated_at=now
+    )

@@ -23,11 +23,14 @@ from broker.cases.model import (
     CaseStatus,
     Consent,
     PartnerStatus,
+    CaseEventKind,
     Subject,
     SubjectRole,
     decide_admission,
     decide_consent,
+    decide_event,
     decide_transition,
+    decide_urgency,
     require_visible,
 )
 from broker.cases.requests import CreateCaseRequest
@@ -144,6 +147,21 @@ class CaseRegister:
         case = self._regisseur_case(caller, case_id)
         return self._store.update(decide_transition(case, to, now=now))
 
+    def record_event(
+        self, *, caller: str, case_id: str, kind: CaseEventKind, now: datetime
+    ) -> Case:
+        case = self.get(caller=caller, case_id=case_id)
+        role = self._convenant.role_of(caller) or ""
+        return self._store.update(decide_event(case, kind, by=caller, role=role, now=now))
+
+    def mark_urgent(
+        self, *, caller: str, case_id: str, justification: str, now: datetime
+    ) -> Case:
+        case = self._regisseur_case(caller, case_id)
+        return self._store.update(
+            decide_urgency(case, by=caller, justification=justification, now=now)
+        )
+
     def data_key(self, case_id: str) -> bytes | None:
         return self._store.data_key(case_id)
 
@@ -239,6 +257,14 @@ def case_document(
         "created_at": case.created_at.isoformat(),
         "updated_at": case.updated_at.isoformat(),
         "personal_data_destroyed": case.personal_data_destroyed,
+        "events": [
+            {"event": e.kind.value, "by": e.by, "at": e.at.isoformat()} for e in case.events
+        ],
+        "urgent": (
+            {"by": case.urgency.by, "since": case.urgency.since.isoformat()}
+            if case.urgency
+            else None
+        ),
     }
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from broker.cases.model import CaseKind, CaseStatus, SubjectRole
+from broker.cases.model import CaseEventKind, CaseKind, CaseStatus, SubjectRole
 from broker.convenant.model import IDENTIFIER
 
 # Dutch postcodes: four digits (first not 0), optional space, two capital letters.
@@ -61,3 +61,12 @@ class ConsentRequest(_Strict):
 
 class TransitionRequest(_Strict):
     to: CaseStatus
+
+
+class EventRequest(_Strict):
+    event: CaseEventKind
+
+
+class UrgencyRequest(_Strict):
+    # Acute necessity must be justified in writing (seed 004 §2); the DPO reviews it.
+    justification: str = Field(min_length=20, max_length=2000)

@@ -27,6 +27,8 @@ from broker.cases.crypto import (
 from broker.cases.model import (
     Address,
     Case,
+    CaseEvent,
+    CaseEventKind,
     CaseKind,
     CasePartner,
     CaseStatus,
@@ -34,6 +36,7 @@ from broker.cases.model import (
     PartnerStatus,
     Subject,
     SubjectRole,
+    Urgency,
 )
 from broker.errors import BackendUnavailableError, ConflictError, KetenbrokerError
 from broker.sql import SqlConnection
@@ -69,6 +72,14 @@ def _public_document(case: Case) -> dict[str, Any]:
         "updated_at": case.updated_at.isoformat(),
         "status_history": [[status, moment.isoformat()] for status, moment in case.status_history],
         "personal_data_destroyed": case.personal_data_destroyed,
+        "events": [
+            {"kind": e.kind.value, "by": e.by, "at": e.at.isoformat()} for e in case.events
+        ],
+        "urgency": (
+            {"by": case.urgency.by, "since": case.urgency.since.isoformat()}
+            if case.urgency
+            else None
+        ),
     }
 
 
@@ -83,6 +94,7 @@ def _personal_document(case: Case) -> dict[str, Any]:
             "toevoeging": address.toevoeging,
             "plaats": address.plaats,
         },
+        "urgent_justification": case.urgency.justification if case.urgency else None,
         "subjects": {
             s.ref: {
                 "name": s.name,
@@ -137,6 +149,19 @@ def _case_from(
             (status, datetime.fromisoformat(moment)) for status, moment in doc["status_history"]
         ),
         personal_data_destroyed=bool(doc.get("personal_data_destroyed")) or personal is None,
+        events=tuple(
+            CaseEvent(CaseEventKind(e["kind"]), e["by"], datetime.fromisoformat(e["at"]))
+            for e in doc.get("events", [])
+        ),
+        urgency=(
+            Urgency(
+                by=doc["urgency"]["by"],
+                since=datetime.fromisoformat(doc["urgency"]["since"]),
+                justification=(personal or {}).get("urgent_justification"),
+            )
+            if doc.get("urgency")
+            else None
+        ),
     )
 
 
@@ -207,13 +232,28 @@ class SqlCaseStore:
         return _case_from(case_id, int(row[0]), json.loads(row[1]), personal)
 
     def update(self, case: Case) -> Case:
-        """Write a changed case if nobody changed it meanwhile (optimistic concurrency)."""
+        """Write a changed case if nobody changed it meanwhile (optimistic concurrency).
+
+        The sealed personal data is re-sealed under the same case key when the
+        case still has it (an urgency justification may have been added).
+        """
+        sealed = None
+        if not case.personal_data_destroyed and case.address is not None:
+            data_key = self.data_key(case.id)
+            if data_key is not None:
+                plaintext = json.dumps(_personal_document(case)).encode()
+                sealed = seal(data_key, case_id=case.id, label=PERSONAL_LABEL, plaintext=plaintext)
         with self._guard("update"), self._db.transaction() as cur:
             cur.execute(
                 "UPDATE cases SET version = ?, doc = ? WHERE id = ? AND version = ?",
                 (case.version + 1, json.dumps(_public_document(case)), case.id, case.version),
             )
             changed = cur.rowcount
+            if changed == 1 and sealed is not None:
+                cur.execute(
+                    "UPDATE case_secrets SET sealed_personal = ? WHERE case_id = ?",
+                    (sealed, case.id),
+                )
         if changed != 1:
             raise ConflictError(f"case {case.id!r} changed concurrently; retry with a fresh read")
         return replace(case, version=case.version + 1)

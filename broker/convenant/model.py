@@ -70,6 +70,17 @@ class ExchangeType(_Strict):
     legal_basis: LegalBasis
     # The longest period one question may cover; bounds bulk retrieval (R1).
     max_period_days: int = Field(ge=1, le=3660)
+    # Allowed during intake (status aangemeld), to decide on the case (seed 004 §5.1).
+    intake: bool = False
+    # Fields that flow only with the recorded consent of both parties (R4, seed 002 §5.3).
+    consent_fields: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _consent_fields_listed(self) -> ExchangeType:
+        unlisted = sorted(set(self.consent_fields) - set(self.fields))
+        if unlisted:
+            raise ValueError(f"consent_fields {unlisted} are not among the exchange's fields")
+        return self
 
 
 class RetentionTerms(_Strict):

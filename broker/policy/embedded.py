@@ -45,8 +45,11 @@ class EmbeddedPolicyEngine:
             try:
                 self._runner.set_input(regopy.Input(input_document))
                 output = self._runner.query_bundle_entrypoint(self._compiled, entrypoint)
-            except regopy.RegoError as e:
-                raise PolicyUnavailableError(f"evaluating {entrypoint!r} failed: {e}") from e
+            except (regopy.RegoError, ValueError) as e:
+                # ValueError: regopy could not parse the engine's output as JSON.
+                raise PolicyUnavailableError(
+                    f"evaluating {entrypoint!r} failed: {type(e).__name__}"
+                ) from e
             if not output.ok():
                 raise PolicyUnavailableError(f"evaluating {entrypoint!r} failed: {output}")
             if len(output) == 0 or not output[0].expressions:

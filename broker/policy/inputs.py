@@ -11,17 +11,20 @@ Input of `ketenbroker/exchange/decision`::
      "requester": {"partner", "role", "function", "user", "user_function"},
      "case": null | {"id", "kind", "status", "regisseur", "dwelling_owner",
                      "consent", "criteria": [int], "partners": [{"partner", "role",
-                     "function", "status"}], "subjects": [{"ref", "role"}]},
+                     "function", "status"}], "subjects": [{"ref", "role"}],
+                     "events": [str], "urgent": bool},
      "subject": {"ref"}}
 
 Input of `ketenbroker/disclosure/decision` adds the answer::
 
     {..., "provider": {"partner", "role", "function"},
      "answer": {"subject_known": bool,
-                "fields": [{"name", "category", "texts": [normalised strings]}]}}
+                "fields": [{"name", "category", "boolean": bool | null,
+                            "texts": [normalised strings], "oversized": bool}]}}
 
-Field values themselves are not sent to the policy: only their category
-and their normalised text content (for the R2 free-text scan).
+Field values themselves are not sent to the policy: only their category,
+their yes/no value where they are booleans (R3's investigation flag, R4's
+"known"), and their normalised text content (for the R2 free-text scan).
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ def case_facts(case: Case | None, convenant: Convenant) -> dict[str, Any] | None
         "criteria": list(case.criteria),
         "partners": partners,
         "subjects": [{"ref": s.ref, "role": s.role.value} for s in case.subjects],
+        # Recorded facts (OM permission, mediation consent) and acute necessity.
+        "events": sorted({event.kind.value for event in case.events}),
+        "urgent": case.urgency is not None,
     }
 
 
@@ -112,6 +118,9 @@ def answer_field_facts(name: str, category: str, value: Any) -> dict[str, Any]:
     return {
         "name": name,
         "category": category,
+        # Yes/no facts (an investigation flag, "known to us") are the only
+        # values the policy sees; every other value stays out of the input.
+        "boolean": value if isinstance(value, bool) else None,
         "texts": [] if oversized else [normalise_text(t) for t in texts],
         "oversized": oversized,
     }

@@ -68,7 +68,7 @@ MAX_DECISION_BYTES = 1024 * 1024
 
 # Entrypoint segments become URL path segments; Rego identifiers only, so an
 # entrypoint from configuration can never address another path or query.
-_SEGMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -102,7 +102,7 @@ def _split_opa_url(url: str) -> tuple[str, str, int]:
 
 def _check_entrypoint(entrypoint: str) -> None:
     segments = entrypoint.split("/")
-    if not all(_SEGMENT.match(segment) for segment in segments):
+    if not all(_SEGMENT.fullmatch(segment) for segment in segments):
         raise PolicyUnavailableError(
             f"expected an entrypoint of Rego identifiers joined by '/', got {entrypoint!r}"
         )
@@ -164,10 +164,20 @@ class OpaPolicyEngine:
             body = json.dumps({"input": input_document}, allow_nan=False, separators=(",", ":"))
         except (TypeError, ValueError) as e:
             raise PolicyUnavailableError(f"input for {entrypoint!r} is not JSON: {e}") from e
+        answer = self._ask(entrypoint, body.encode("utf-8"))
+        if "result" not in answer:
+            # OPA's way of saying "undefined": no decision, so no disclosure.
+            raise PolicyUnavailableError(
+                f"{entrypoint!r} is undefined for this input (OPA answered without 'result')"
+            )
+        return answer["result"]
+
+    def _ask(self, entrypoint: str, body: bytes) -> dict[str, Any]:
+        """OPA's answer object for `entrypoint`, its bundle revision checked when required."""
         path = f"/v1/data/{entrypoint}"
         if self._verify_bundle_revision:
             path += "?provenance=true"
-        raw = self._post(path, body.encode("utf-8"))
+        raw = self._post(path, body)
         try:
             answer = json.loads(raw)
         except ValueError as e:  # JSONDecodeError and UnicodeDecodeError both
@@ -180,12 +190,7 @@ class OpaPolicyEngine:
             )
         if self._verify_bundle_revision:
             self._verify_revision(answer.get("provenance"))
-        if "result" not in answer:
-            # OPA's way of saying "undefined": no decision, so no disclosure.
-            raise PolicyUnavailableError(
-                f"{entrypoint!r} is undefined for this input (OPA answered without 'result')"
-            )
-        return answer["result"]
+        return answer
 
     def _verify_revision(self, provenance: Any) -> None:
         """Raise unless every bundle OPA decided with carries revision `self.version`."""
@@ -242,15 +247,7 @@ class OpaPolicyEngine:
             )
         if self._verify_bundle_revision:
             # Any entrypoint will do: only the provenance is read, not the result.
-            path = f"/v1/data/{self._entrypoints[0]}?provenance=true"
-            raw = self._post(path, b'{"input":{}}')
-            try:
-                answer = json.loads(raw)
-            except ValueError as e:
-                raise PolicyUnavailableError(
-                    f"expected a JSON object from POST {path}, got {raw[:80]!r}"
-                ) from e
-            self._verify_revision(answer.get("provenance") if isinstance(answer, dict) else None)
+            self._ask(self._entrypoints[0], b'{"input":{}}')
 
     def upload_bundle(self, bundle: PolicyBundle) -> None:
         """Make OPA hold exactly `bundle`: its modules (others deleted) and its data.
@@ -281,7 +278,7 @@ class OpaPolicyEngine:
         under the roots of a bundle it loaded; this is for an OPA without one.
         """
         for key, document in documents.items():
-            if not _SEGMENT.match(key):
+            if not _SEGMENT.fullmatch(key):
                 raise PolicyUnavailableError(f"expected a Rego identifier as data key, got {key!r}")
             if not isinstance(document, dict):
                 raise PolicyUnavailableError(
@@ -339,7 +336,7 @@ def write_opa_bundle(bundle: PolicyBundle, target: Path) -> None:
             raise PolicyUnavailableError(f"expected a package clause in {relative!r}, found none")
         roots.add(package.group(1))
     for key in bundle.data:
-        if not _SEGMENT.match(key):
+        if not _SEGMENT.fullmatch(key):
             raise PolicyUnavailableError(f"expected a Rego identifier as data key, got {key!r}")
         roots.add(key)
     if not bundle.modules:

@@ -4,6 +4,12 @@ OPA's `opa test` convention: a test is a rule whose name starts with `test_`
 and passes when it evaluates to true. We find them by name in the test
 modules, evaluate each as a query, and count: an error or undefined result
 is a failure, never a skip.
+
+One difference (docs/adr/0003-rego-tests-without-with.md): rego-cpp crashes
+on `with input as ...` when the rule under test calls a built-in, so test
+modules declare each test's input as `test_inputs[<test name>]` and this
+runner sets that input before evaluating the test. A test without a
+declared input runs with no input.
 """
 
 from __future__ import annotations
@@ -49,9 +55,11 @@ def run_rego_tests(root: Path, *, extra_data: dict[str, Any]) -> list[RegoTestRe
         interpreter.add_module(name, source)
     interpreter.add_data(bundle.data)
     results = []
+    inputs = _declared_inputs(interpreter, {package for package, _ in discover_tests(bundle)})
     for package, rule in discover_tests(bundle):
         query = f"data.{package}.{rule}"
         try:
+            interpreter.set_input(regopy.Input(inputs.get(package, {}).get(rule, {})))
             output = interpreter.query(query)
         except regopy.RegoError as e:
             results.append(RegoTestResult(query, False, f"error: {e}"))
@@ -60,3 +68,16 @@ def run_rego_tests(root: Path, *, extra_data: dict[str, Any]) -> list[RegoTestRe
         passed = output.ok() and value is True
         results.append(RegoTestResult(query, passed, "" if passed else f"got {value!r}"))
     return results
+
+
+def _declared_inputs(interpreter: regopy.Interpreter, packages: set[str]) -> dict[str, Any]:
+    """Each test package's `test_inputs` object, evaluated once with no input."""
+    found: dict[str, Any] = {}
+    interpreter.set_input(regopy.Input({}))
+    for package in packages:
+        output = interpreter.query(f"data.{package}.test_inputs")
+        if output.ok() and len(output) and output[0].expressions:
+            value = output[0].expressions[0]
+            if isinstance(value, dict):
+                found[package] = value
+    return found

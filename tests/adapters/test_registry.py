@@ -28,6 +28,7 @@ PARTNER_KINDS = [
     ("woongoed-lekstroom", "corporatie"),
     ("buurtteam-lekstroom", "zorg"),
     ("ggd-lekstroom", "zorg"),
+    ("buurtbemiddeling-lekstroom", "zorg"),
 ]
 
 

@@ -217,8 +217,8 @@ def test_unknown_client_gets_the_same_answer_as_a_bad_signature(
 @pytest.mark.parametrize(
     ("client_id", "scope"),
     [
-        # The police may not register cases.
-        ("politie-lekstroom", "cases:write"),
+        # A care partner may not write to the case register.
+        ("buurtteam-lekstroom", "cases:write"),
         # A partner may not read the whole audit log.
         (VICTIM, "audit:read"),
         # The DPO may not exchange data.
@@ -228,6 +228,8 @@ def test_unknown_client_gets_the_same_answer_as_a_bad_signature(
 def test_scope_beyond_the_role_is_refused_and_logged(
     client: TestClient, services: AuthServices, forge: Forge, client_id: str, scope: str
 ) -> None:
+    allowed = services.convenant.scopes_for(client_id)
+    assert scope not in allowed, "the example convenant now allows this; pick another row"
     response = request_token(
         client, forge.assertion(client_id=client_id), client_id=client_id, scope=scope
     )

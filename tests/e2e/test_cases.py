@@ -38,9 +38,9 @@ def test_only_the_regisseur_creates_cases(client_for: Clients) -> None:
     assert response.json()["code"] == "not_regisseur"
 
 
-def test_politie_cannot_even_ask_for_the_write_scope(client_for: Clients) -> None:
-    # The police role has no cases:write scope in the convenant.
-    response = client_for(POLITIE).post("/v1/cases", json=case_body())
+def test_care_partner_cannot_even_ask_for_the_write_scope(client_for: Clients) -> None:
+    # The zorg role has no cases:write scope in the convenant.
+    response = client_for(BUURTTEAM).post("/v1/cases", json=case_body())
     assert response.status_code == 403
     assert response.json()["code"] == "insufficient_scope"
 

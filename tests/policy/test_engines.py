@@ -24,13 +24,14 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.convenant import Convenant
+from broker.convenant import Convenant, load_convenant
 from broker.errors import PolicyUnavailableError
 from broker.policy.embedded import EmbeddedPolicyEngine
 from broker.policy.engine import PolicyBundle, PolicyEngine
 from broker.policy.inputs import convenant_data
 from broker.policy.opa import OpaPolicyEngine, main, write_opa_bundle
-from broker.settings import PROJECT_ROOT
+from broker.services import build_policy_engine
+from broker.settings import PROJECT_ROOT, Settings
 from tests.support.opa_standin import MALFORMED_BODY, OpaStandIn
 
 EXCHANGE = "ketenbroker/exchange/decision"
@@ -189,8 +190,7 @@ def standin() -> Iterator[OpaStandIn]:
 
 def _serve_as_bundle(standin: OpaStandIn, bundle: PolicyBundle, directory: Path) -> None:
     """What docker/ does: write the bundle for OPA, and OPA loads it with --bundle."""
-    write_opa_bundle(bundle, directory)
-    standin.load_bundle_directory(directory)
+    standin.serve_bundle(bundle, directory)
 
 
 @pytest.fixture
@@ -455,6 +455,19 @@ def test_error_status_fails_closed(
         opa_engine.evaluate(EXCHANGE, {"role": "gemeente"})
 
 
+def test_redirect_elsewhere_is_not_followed(
+    standin: OpaStandIn, opa_engine: OpaPolicyEngine, bundle: PolicyBundle, tmp_path: Path
+) -> None:
+    """A 307 would resend the case data to wherever it points, and take that answer."""
+    with OpaStandIn() as elsewhere:
+        _serve_as_bundle(elsewhere, bundle, tmp_path / "elsewhere")
+        with (
+            standin.faults(redirect_to=elsewhere.url),
+            pytest.raises(PolicyUnavailableError, match="got 307"),
+        ):
+            opa_engine.evaluate(EXCHANGE, {"exchange": "politie.meldingen", "role": "gemeente"})
+
+
 def test_oversized_answer_fails_closed(
     standin: OpaStandIn, bundle: PolicyBundle, tmp_path: Path
 ) -> None:
@@ -469,6 +482,23 @@ def test_oversized_answer_fails_closed(
         pytest.raises(PolicyUnavailableError, match="at most 64 bytes"),
     ):
         engine.evaluate(EXCHANGE, {"echo": "x" * 100})
+
+
+def test_decisions_never_go_through_an_environment_proxy(
+    standin: OpaStandIn, bundle: PolicyBundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Case data goes to OPA itself, whatever HTTP(S)_PROXY the process inherited."""
+    _serve_as_bundle(standin, bundle, tmp_path / "bundle")
+    # Port 9 (discard) on loopback: nothing listens, a proxied call would fail.
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with OpaPolicyEngine(
+        url=standin.url, version=bundle.version, timeout_seconds=TIMEOUT_SECONDS
+    ) as engine:
+        decision = engine.evaluate(EXCHANGE, {"exchange": "politie.meldingen", "role": "gemeente"})
+    assert decision["allow"] is True
 
 
 def test_input_that_is_not_json_is_refused(opa_engine: OpaPolicyEngine) -> None:
@@ -505,6 +535,8 @@ def test_unusable_opa_url_is_rejected(url: str) -> None:
         ("ketenbroker/../../v1/policies",),
         # A query string smuggled into the path.
         ("ketenbroker/exchange/decision?explain=full",),
+        # A trailing newline, which a `$`-anchored pattern would let through.
+        ("ketenbroker/exchange/decision\n",),
     ],
 )
 def test_unsafe_entrypoints_are_rejected(entrypoints: tuple[str, ...]) -> None:
@@ -545,6 +577,21 @@ def test_decision_without_a_bundle_fails_closed(standin: OpaStandIn, bundle: Pol
         pytest.raises(PolicyUnavailableError, match="revision"),
     ):
         engine.evaluate(EXCHANGE, {"exchange": "politie.meldingen", "role": "gemeente"})
+
+
+def test_ping_raises_when_opa_holds_another_bundle_revision(
+    standin: OpaStandIn, bundle: PolicyBundle, tmp_path: Path
+) -> None:
+    """Readiness says no before the first request would be refused."""
+    older = PolicyBundle(modules=bundle.modules, data=bundle.data, version="sha256:older")
+    _serve_as_bundle(standin, older, tmp_path / "bundle")
+    with (
+        OpaPolicyEngine(
+            url=standin.url, version=bundle.version, timeout_seconds=TIMEOUT_SECONDS
+        ) as engine,
+        pytest.raises(PolicyUnavailableError, match="sha256:older"),
+    ):
+        engine.ping()
 
 
 @pytest.mark.parametrize(
@@ -636,14 +683,19 @@ def test_bundle_writer_refuses_modules_it_cannot_place(
     assert not (tmp_path / "escape.rego").exists()
 
 
-def test_bundle_command_writes_the_serving_bundle(
-    real_bundle: PolicyBundle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_bundle_command_writes_the_revision_the_broker_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`python -m broker.policy.opa DIR`, as docker/ runs it, writes the broker's own version."""
+    """`python -m broker.policy.opa DIR`, as docker/ runs it, names the broker's own version."""
+    if not any(REAL_POLICIES.rglob("*.rego")):
+        pytest.skip("policies/ holds no Rego modules yet")
+    # The version does not depend on the engine kind; the embedded one opens no connection.
+    settings = Settings(policy_engine="embedded")
+    recorded = build_policy_engine(settings, load_convenant(settings.convenant_path)).version
     assert main([str(tmp_path / "bundle")]) == 0
     manifest = json.loads((tmp_path / "bundle" / ".manifest").read_text())
-    assert manifest["revision"] == real_bundle.version
-    assert real_bundle.version in capsys.readouterr().out
+    assert manifest["revision"] == recorded
+    assert recorded in capsys.readouterr().out
 
 
 # -- uploads and the stand-in itself ---------------------------------------------

@@ -24,7 +24,8 @@ what the engine relies on: a decision's ``result`` and its absence.
 Fault modes, for the fail-closed tests: `delay_seconds` holds every answer
 back (longer than the client's timeout makes a slow OPA), `malformed` answers
 200 with a body that is not JSON, `raw_body` answers 200 with the given bytes,
-and `fail_status` answers that status with OPA's error document. They apply
+`fail_status` answers that status with OPA's error document, and
+`redirect_to` answers 307 to the same path on another server. They apply
 to every request, health checks included.
 
 Lifecycle: `start()` binds 127.0.0.1 on a port the OS chooses and serves
@@ -52,6 +53,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import regopy
 
 from broker.policy.engine import PolicyBundle
+from broker.policy.opa import write_opa_bundle
 
 # Inputs and modules in these tests are a few kilobytes; 4 MiB is far above
 # them and still bounds what a runaway test can make this thread buffer.
@@ -88,6 +90,7 @@ class OpaStandIn:
         self.malformed = False
         self.raw_body: bytes | None = None
         self.fail_status: int | None = None
+        self.redirect_to: str | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -150,19 +153,16 @@ class OpaStandIn:
         malformed: bool = False,
         raw_body: bytes | None = None,
         fail_status: int | None = None,
+        redirect_to: str | None = None,
     ) -> Iterator[None]:
         """Answer with these faults inside the block, normally again after it."""
         self.delay_seconds, self.malformed = delay_seconds, malformed
-        self.raw_body, self.fail_status = raw_body, fail_status
+        self.raw_body, self.fail_status, self.redirect_to = raw_body, fail_status, redirect_to
         try:
             yield
         finally:
-            self.delay_seconds, self.malformed, self.raw_body, self.fail_status = (
-                0.0,
-                False,
-                None,
-                None,
-            )
+            self.delay_seconds, self.malformed = 0.0, False
+            self.raw_body, self.fail_status, self.redirect_to = None, None, None
 
     def load(self, bundle: PolicyBundle) -> None:
         """Hold `bundle` as if it had been uploaded through the API: no bundle revision."""
@@ -193,6 +193,15 @@ class OpaStandIn:
         with self._lock:
             self._policies, self._data = policies, data
             self._bundles = {str(root): manifest["revision"]}
+
+    def serve_bundle(self, bundle: PolicyBundle, directory: Path) -> None:
+        """What docker/ does: write `bundle` for OPA into `directory`, then load it as OPA would.
+
+        After this an `OpaPolicyEngine(version=bundle.version)` gets decisions
+        with the revision it checks; `directory` must be empty or an older bundle.
+        """
+        write_opa_bundle(bundle, directory)
+        self.load_bundle_directory(directory)
 
     def provenance(self) -> dict[str, Any]:
         """OPA's provenance member; ``bundles`` only when a bundle is loaded, as in OPA."""
@@ -352,6 +361,12 @@ class _Handler(BaseHTTPRequestHandler):
             return  # stopping: close the connection unanswered, as a dying OPA would
         if standin.malformed or standin.raw_body is not None:
             self._answer(HTTPStatus.OK, raw=standin.raw_body or MALFORMED_BODY)
+            return
+        if standin.redirect_to is not None:
+            self.send_response(HTTPStatus.TEMPORARY_REDIRECT)
+            self.send_header("Location", standin.redirect_to + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         if standin.fail_status is not None:
             self._error(HTTPStatus(standin.fail_status), "internal_error", "injected fault")

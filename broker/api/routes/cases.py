@@ -14,7 +14,9 @@ from broker.cases.requests import (
     AdmitPartnerRequest,
     ConsentRequest,
     CreateCaseRequest,
+    EventRequest,
     TransitionRequest,
+    UrgencyRequest,
 )
 
 router = APIRouter(tags=["cases"])
@@ -101,3 +103,38 @@ def case_status(
     return services.cases.status_view(
         caller=caller.principal, case_id=case_id, now=services.clock.now()
     )
+
+
+@router.post("/v1/cases/{case_id}/events")
+def record_event(
+    case_id: str,
+    body: EventRequest,
+    services: ServicesDep,
+    caller: CasesWriteCaller,
+    request: Request,
+) -> dict[str, Any]:
+    request.state.principal = caller.principal
+    now = services.clock.now()
+    case = services.cases.record_event(
+        caller=caller.principal, case_id=case_id, kind=body.event, now=now
+    )
+    return {"case": case.id, "events": [e.kind.value for e in case.events]}
+
+
+@router.post("/v1/cases/{case_id}/urgency")
+def mark_urgent(
+    case_id: str,
+    body: UrgencyRequest,
+    services: ServicesDep,
+    caller: CasesWriteCaller,
+    request: Request,
+) -> dict[str, Any]:
+    """Acute necessity (seed 004 §2): skips the admission criteria, flags every exchange."""
+    request.state.principal = caller.principal
+    case = services.cases.mark_urgent(
+        caller=caller.principal,
+        case_id=case_id,
+        justification=body.justification,
+        now=services.clock.now(),
+    )
+    return {"case": case.id, "urgent": True}

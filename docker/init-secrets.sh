@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Makes the files docker/compose.yaml reads as secrets, once, under keys/dev/
+# (git-ignored): the development key pairs (`ketenbroker keys init`) and the
+# PostgreSQL password with the matching pgpass line the broker's libpq reads.
+# Existing files are kept, so running it again changes nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dir=keys/dev
+# Private halves are written mode 0600 by `keys init` itself; public JWKS
+# stay readable, the containers mount them as they are.
+ketenbroker="${KETENBROKER_BIN:-.venv/bin/ketenbroker}"
+"$ketenbroker" keys init --if-missing --dir "$dir"
+
+umask 077 # the password files below are for their owner only
+if [ ! -s "$dir/postgres-password" ]; then
+  # URL-safe alphabet: no ':' or '\' that pgpass would need escaped.
+  python3 -c 'import secrets; print(secrets.token_urlsafe(32), end="")' >"$dir/postgres-password"
+fi
+# host:port:database:user:password (PostgreSQL docs, "The Password File").
+printf 'postgres:5432:ketenbroker:ketenbroker:%s\n' "$(cat "$dir/postgres-password")" \
+  >"$dir/postgres.pgpass"
+echo "secrets ready in $dir"

@@ -1,0 +1,1 @@
+"""Tests of the convenant: loading and validating the agreement file."""

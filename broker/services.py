@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from broker.audit.log import AuditLog
 from broker.audit.postgres_store import PostgresAuditStore
@@ -24,6 +26,7 @@ from broker.convenant import Convenant, load_convenant
 from broker.exchange.gateway import AdapterGateway
 from broker.exchange.pipeline import ExchangePipeline
 from broker.keys import KeyStore
+from broker.policy.decision_log import SqlDecisionLog
 from broker.policy.embedded import EmbeddedPolicyEngine
 from broker.policy.engine import PolicyBundle, PolicyEngine
 from broker.policy.inputs import convenant_data
@@ -47,10 +50,14 @@ class Services:
     policy: PolicyEngine
     adapters: AdapterGateway
     exchanges: ExchangePipeline
+    decisions: SqlDecisionLog
     _closers: list[object] = field(default_factory=list)
 
     def close(self) -> None:
         self.adapters.close()
+        close_policy = getattr(self.policy, "close", None)
+        if callable(close_policy):
+            close_policy()
         for closer in self._closers:
             close = getattr(closer, "close", None)
             if callable(close):
@@ -84,8 +91,13 @@ def build_sql_connection(settings: Settings) -> SqlConnection:
 
 def build_replay_cache(settings: Settings, clock: Clock) -> ReplayCache:
     if settings.cache_backend == "redis":
+        # Fail fast: with redis-py's default retries an outage made each token
+        # request hang for seconds; without Redis there is no answer anyway.
         client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
+            settings.redis_url,
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+            retry=Retry(NoBackoff(), 0),
         )
         return RedisReplayCache(client, namespace=settings.redis_namespace)
     return MemoryReplayCache(clock=clock)
@@ -106,6 +118,7 @@ def build_services(
     audit = AuditLog(store=store, signing_key=broker_key, clock=clock)
     sql = build_sql_connection(settings)
     cases = CaseRegister(store=SqlCaseStore(sql, kek=keys.data_kek()), convenant=convenant)
+    decisions = SqlDecisionLog(sql)
     engine = policy or build_policy_engine(settings, convenant)
     adapters = AdapterGateway(
         urls=settings.adapter_urls,
@@ -135,7 +148,9 @@ def build_services(
             policy=engine,
             adapters=adapters,
             audit=audit,
+            decisions=decisions,
             clock=clock,
         ),
+        decisions=decisions,
         _closers=[store, sql],
     )

@@ -1,77 +1,94 @@
 # The R2 special-category scan for free text.
 #
-# R2 (domain.md; seed 002 §5.2): criminal, health and income information,
-# and the other GDPR art. 9 categories, are never shared between partners.
-# A free-text value (a short description, a note) is scanned for such
-# content; a hit withholds the whole value. The caller decides that; this
-# module only says which categories a text touches.
+# R2 (shared/domain.md; seed 002 §5.2): criminal, health and income
+# information are not shared within the partnership, and neither are the
+# other GDPR art. 9 categories. Free-text values (a short description, a
+# note) are scanned for them in Dutch; a hit withholds the whole value. The
+# caller applies that; this module only says which categories a text
+# touches.
 #
 # The vocabulary is data, `data.lexicon` (policies/data/lexicon.json), so the
 # DPO can read and extend it without touching Rego. Per category:
 #   stems    match anywhere inside a token ("verslav" in "drugsverslaving"),
-#            except inside a token listed in `exceptions` ("afkomstig");
-#   words    match a whole token only ("ggz", "pv");
+#            unless that token is listed in `exceptions` ("afkomstig");
+#   words    match a whole token ("ggz", "pv");
 #   phrases  match a whole run of tokens ("onder behandeling").
-# The text must already be in the lexicon's normal form: lowercase a-z, 0-9
-# and single spaces (broker/policy/normalise.py, `normalise_text`).
+# The text must already be in the lexicon's normal form: lowercase a-z, 0-9,
+# single spaces, no leading or trailing space (`normalise_text` in
+# broker/policy/normalise.py). policies/README_lexicon.md has the details.
 #
-# Cost (rego-cpp 1.5, the embedded engine): every element a rule iterates
-# over costs about 2-3 microseconds, while builtins that take a whole array
-# cost next to nothing. So whole-token words are matched in one
-# `strings.any_prefix_match` per category and cost nothing per word; stems
-# and phrases each cost one `contains`. A 330-character note takes about
-# 0.4 ms with the shipped lexicon; keep new entries in `words` where a
-# whole-token match is enough (policies/README_lexicon.md).
+# Cost. In rego-cpp (the embedded engine) each element a rule iterates over
+# costs one to two microseconds, while a builtin over a whole array is cheap.
+# So words are matched with `strings.any_prefix_match` over a whole category
+# (a fraction of a microsecond per word), stems and phrases with one
+# `contains` each (about 2 microseconds). The cost grows with the lexicon,
+# hardly with the text; the README has measured figures and says where to
+# put new entries.
+#
+# rego-cpp 1.5 quirks this module avoids, so it runs unchanged in OPA 1.x
+# and in regopy: `some k, v in x` inside a comprehension does not parse, and
+# a reference like data.lexicon.categories[name].words passed straight into
+# a builtin does not enumerate `name`; it is bound to a variable first.
 package ketenbroker.lexicon
 
 import rego.v1
 
 # hits(normalised) is the set of category names (keys of
-# data.lexicon.categories) whose stems, words or phrases occur in the
-# normalised text. An empty set means no special-category term was found.
-hits(normalised) := found if {
+# data.lexicon.categories) of which a stem, word or phrase occurs in the
+# normalised text. The empty set means no special-category term was found.
+hits(normalised) := (stem_hits | word_hits) | phrase_hits if {
 	padded := concat("", [" ", normalised, " "])
 	tokens := split(normalised, " ")
 
 	# Every token with the space that closes it: "a b" -> ["a ", "b ", ""].
 	# A token equals word w exactly when it starts with "w ".
 	closed := split(replace(concat("", [normalised, " "]), " ", " |"), "|")
-	found := {name |
+
+	stem_hits := {name |
 		some name
-		category := data.lexicon.categories[name]
-		category_matches(category, tokens, closed, padded)
+		stems := data.lexicon.categories[name].stems
+		some stem in stems
+
+		# One test on the whole text first; only a stem that occurs is
+		# looked for token by token, to skip exception tokens.
+		contains(padded, stem)
+		in_kept_token(stem, tokens)
+	}
+
+	word_hits := {name |
+		some name
+		words := data.lexicon.categories[name].words
+
+		# Cheap prefilter on the raw words (some token starts with a word),
+		# then the exact test, which has to build "w " for every word.
+		strings.any_prefix_match(closed, words)
+		strings.any_prefix_match(closed, closed_entries(words))
+	}
+
+	phrase_hits := {name |
+		some name
+		phrases := data.lexicon.categories[name].phrases
+		some phrase in phrases
+
+		# Prefilter on the bare phrase, then whole tokens only.
+		contains(padded, phrase)
+		contains(padded, concat("", [" ", phrase, " "]))
 	}
 }
 
-# The scan as an entrypoint (ketenbroker/lexicon/scan), for tests and for
-# `ketenbroker policy` tooling: input {"text": <normalised text>}.
+# The scan as an entrypoint (ketenbroker/lexicon/scan), for tests and tools:
+# input {"text": <normalised text>}.
 scan := {"categories": hits(input.text)}
 
-category_matches(category, _, closed, _) if {
-	words := object.get(category, "words", [])
-	count(words) > 0
-	strings.any_prefix_match(closed, closed_entries(words))
-}
-
-category_matches(category, _, _, padded) if {
-	some phrase in object.get(category, "phrases", [])
-	contains(padded, concat("", [" ", phrase, " "]))
-}
-
-category_matches(category, tokens, _, padded) if {
-	some stem in object.get(category, "stems", [])
-
-	# Cheap test on the whole text first; only a stem that occurs is
-	# checked token by token against the exceptions.
-	contains(padded, stem)
+in_kept_token(stem, tokens) if {
 	some token in tokens
 	contains(token, stem)
 	not is_exception(token)
 }
 
-# ["w1", "w2"] -> ["w1 ", "w2 "], in two builtin calls instead of a loop.
-closed_entries(words) := split(concat("", [concat(" |", words), " "]), "|")
-
 is_exception(token) if contains(exception_line, concat("", [" ", token, " "]))
 
-exception_line := concat("", [" ", concat(" ", object.get(data.lexicon, "exceptions", [])), " "])
+exception_line := concat("", [" ", concat(" ", data.lexicon.exceptions), " "])
+
+# ["w1", "w2"] -> ["w1 ", "w2 "] in two builtin calls rather than a loop.
+closed_entries(words) := split(concat("", [concat(" |", words), " "]), "|")

@@ -115,14 +115,15 @@ def test_out_of_bounds_setting_is_refused(name: str, value: Any) -> None:
     ],
 )
 def test_unknown_setting_is_refused(name: str) -> None:
+    unknown: dict[str, Any] = {name: "x"}
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
-        Settings(**{name: "x"})
+        Settings(**unknown)
 
 
 def test_settings_cannot_be_changed_after_start() -> None:
     settings = Settings()
     with pytest.raises(ValidationError):
-        settings.access_token_ttl_seconds = 3600  # type: ignore[misc]
+        settings.access_token_ttl_seconds = 3600
     assert settings.access_token_ttl_seconds == 300
 
 

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from broker import __version__
 from broker.api.problems import problem
 from broker.api.routes import audit, cases, convenant, exchanges, health, oauth
+from broker.api.security import trust_error_handler
 from broker.audit.entries import security_event
 from broker.errors import (
     AdapterTrustError,
@@ -28,6 +29,7 @@ from broker.errors import (
     ConflictError,
     InputError,
     InsufficientScopeError,
+    InvalidTokenError,
     KetenbrokerError,
     NotFoundError,
     RefusalError,
@@ -85,6 +87,11 @@ def _record_refusal(request: Request, code: str, detail: str) -> bool:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    # Bearer-token refusals get RFC 6750 §3 challenges; they are logged by the
+    # security dependency itself (broker/api/security.py).
+    app.add_exception_handler(InvalidTokenError, trust_error_handler)
+    app.add_exception_handler(InsufficientScopeError, trust_error_handler)
+
     @app.exception_handler(KetenbrokerError)
     async def broker_error(request: Request, error: KetenbrokerError) -> JSONResponse:
         status = status_for(error)

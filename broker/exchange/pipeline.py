@@ -42,6 +42,7 @@ from broker.policy.decisions import (
     parse_disclosure_decision,
     parse_exchange_decision,
 )
+from broker.policy.decision_log import DecisionLog, decision_record
 from broker.policy.engine import PolicyEngine
 from broker.policy.inputs import (
     answer_field_facts,
@@ -106,6 +107,7 @@ class _Context:
     request: ExchangeRequest
     case: Case | None
     subject_pseudonym: str | None
+    data_key: bytes | None
 
 
 class ExchangePipeline:
@@ -117,8 +119,10 @@ class ExchangePipeline:
         policy: PolicyEngine,
         adapters: AdapterGateway,
         audit: AuditLog,
+        decisions: DecisionLog,
         clock: Clock,
     ) -> None:
+        self._decisions = decisions
         self._convenant = convenant
         self._cases = cases
         self._policy = policy
@@ -159,10 +163,9 @@ class ExchangePipeline:
     ) -> _Context:
         case = self._cases.load(request.case)
         subject_pseudonym = None
-        if case is not None:
-            data_key = self._cases.data_key(case.id)
-            if data_key is not None:
-                subject_pseudonym = pseudonym(data_key, request.subject)
+        data_key = self._cases.data_key(case.id) if case is not None else None
+        if data_key is not None:
+            subject_pseudonym = pseudonym(data_key, request.subject)
         return _Context(
             exchange_id=new_exchange_id(),
             now=self._clock.now(),
@@ -171,6 +174,7 @@ class ExchangePipeline:
             request=request,
             case=case,
             subject_pseudonym=subject_pseudonym,
+            data_key=data_key,
         )
 
     def _exchange_input(self, context: _Context) -> dict[str, Any]:
@@ -196,12 +200,28 @@ class ExchangePipeline:
 
     def _decide_exchange(self, context: _Context, policy_input: dict[str, Any]) -> ExchangeDecision:
         try:
-            return parse_exchange_decision(
-                self._policy.evaluate("ketenbroker/exchange/decision", policy_input)
-            )
+            result = self._evaluate(context, "ketenbroker/exchange/decision", policy_input)
+            return parse_exchange_decision(result)
         except PolicyUnavailableError as e:
             self._record_failure(context, None, "policy_unavailable", str(e))
             raise
+
+    def _evaluate(self, context: _Context, entrypoint: str, policy_input: dict[str, Any]) -> Any:
+        """Ask the policy and keep the decision in the decision log before acting on it."""
+        result = self._policy.evaluate(entrypoint, policy_input)
+        self._decisions.record(
+            decision_record(
+                exchange=context.exchange_id,
+                entrypoint=entrypoint,
+                policy_version=self._policy.version,
+                now=context.now,
+                case_id=context.case.id if context.case else None,
+                data_key=context.data_key,
+                policy_input=policy_input,
+                result=result,
+            )
+        )
+        return result
 
     def _refuse(self, context: _Context, decision: ExchangeDecision) -> None:
         refusal = decision.refusal
@@ -301,9 +321,8 @@ class ExchangePipeline:
             ],
         )
         try:
-            return parse_disclosure_decision(
-                self._policy.evaluate("ketenbroker/disclosure/decision", policy_input)
-            )
+            result = self._evaluate(context, "ketenbroker/disclosure/decision", policy_input)
+            return parse_disclosure_decision(result)
         except PolicyUnavailableError as e:
             self._record_failure(context, decision, "policy_unavailable", str(e), provider=provider)
             raise

@@ -14,7 +14,7 @@ from typing import Any
 import regopy
 
 from broker.errors import PolicyUnavailableError
-from broker.policy.engine import ENTRYPOINTS, PolicyBundle
+from broker.policy.engine import ENTRYPOINTS, PolicyBundle, check_policy_input
 
 
 class EmbeddedPolicyEngine:
@@ -41,6 +41,7 @@ class EmbeddedPolicyEngine:
     def evaluate(self, entrypoint: str, input_document: dict[str, Any]) -> Any:
         if entrypoint not in self._entrypoints:
             raise PolicyUnavailableError(f"expected one of {self._entrypoints}, got {entrypoint!r}")
+        check_policy_input(input_document)
         with self._lock:
             try:
                 self._runner.set_input(regopy.Input(input_document))

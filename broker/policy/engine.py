@@ -39,6 +39,37 @@ class PolicyEngine(Protocol):
         ...
 
 
+# JSON numbers that every engine reads the same: rego-cpp wraps integers from
+# 2**63 and OPA reads numbers as float64, so only the exactly representable
+# range is passed on.
+MAX_SAFE_INTEGER = 2**53
+
+
+def check_policy_input(value: Any, *, where: str = "input") -> None:
+    """Refuse input an engine would misread (NUL cuts a rego-cpp string short;
+    huge integers wrap; NaN is not JSON). A refused input gets no decision."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise PolicyUnavailableError(f"{where}: NUL character in a string")
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise PolicyUnavailableError(f"{where}: integer beyond ±2**53")
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise PolicyUnavailableError(f"{where}: NaN or infinity")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_policy_input(key, where=where)
+            check_policy_input(item, where=f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for n, item in enumerate(value):
+            check_policy_input(item, where=f"{where}[{n}]")
+    else:
+        raise PolicyUnavailableError(f"{where}: {type(value).__name__} is not JSON")
+
+
 @dataclass(frozen=True)
 class PolicyBundle:
     modules: dict[str, str]  # relative path -> Rego source

@@ -35,7 +35,7 @@ from typing import Any
 
 from broker.cases.model import Case
 from broker.convenant import Convenant
-from broker.policy.normalise import normalise_text
+from broker.policy.normalise import TextTooLongError, normalise_text
 
 # An answer field with more text than this is not scanned but withheld whole:
 # a short description or a note is far shorter (R2 scan bound).
@@ -115,13 +115,20 @@ def _strings(value: Any) -> Iterator[str]:
 def answer_field_facts(name: str, category: str, value: Any) -> dict[str, Any]:
     texts = list(_strings(value))
     oversized = sum(len(t) for t in texts) > MAX_SCANNED_TEXT_CHARS
+    normalised: list[str] = []
+    if not oversized:
+        try:
+            normalised = [normalise_text(t) for t in texts]
+        except TextTooLongError:
+            # One text beyond what the scanner reads: withheld whole, never cut.
+            oversized = True
     return {
         "name": name,
         "category": category,
         # Yes/no facts (an investigation flag, "known to us") are the only
         # values the policy sees; every other value stays out of the input.
         "boolean": value if isinstance(value, bool) else None,
-        "texts": [] if oversized else [normalise_text(t) for t in texts],
+        "texts": [] if oversized else normalised,
         "oversized": oversized,
     }
 

@@ -58,7 +58,7 @@ from opa_client import OpaClient
 from opa_client.errors import DeletePolicyError, RegoParseError, TypeException
 
 from broker.errors import PolicyUnavailableError
-from broker.policy.engine import ENTRYPOINTS, PolicyBundle
+from broker.policy.engine import ENTRYPOINTS, PolicyBundle, check_policy_input
 
 # A decision is a small document: a verdict, refusal codes with one-line
 # reasons, a list of field names. The largest one the Lekstroom convenant can
@@ -160,6 +160,8 @@ class OpaPolicyEngine:
     def evaluate(self, entrypoint: str, input_document: dict[str, Any]) -> Any:
         if entrypoint not in self._entrypoints:
             raise PolicyUnavailableError(f"expected one of {self._entrypoints}, got {entrypoint!r}")
+        # The same input discipline as the embedded engine, so both decide alike.
+        check_policy_input(input_document)
         try:
             body = json.dumps({"input": input_document}, allow_nan=False, separators=(",", ":"))
         except (TypeError, ValueError) as e:

@@ -327,7 +327,6 @@ def test_destroyed_case_key_makes_personal_data_unreadable(
     )
     # No wrapped key or sealed value of the case is left to attack.
     assert backend.rows("SELECT case_id FROM case_secrets", ()) == [(CASE_B,)]
-    assert not any(needle.encode() in _raw_dump(backend) for needle in ("Oosterhuis",))
     # The other case keeps its data.
     other = store.load(CASE_B)
     assert other is not None

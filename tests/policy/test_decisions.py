@@ -32,7 +32,7 @@ PERMIT: dict[str, Any] = {
     "flags": [],
 }
 
-NOT_PARTNER = {
+NOT_PARTNER: dict[str, Any] = {
     "code": "not_case_partner",
     "reason": "You are not an active partner of this case.",
     "public_reason": "You are not an active partner of this case.",

@@ -124,3 +124,14 @@ def export(services: ServicesDep, caller: AuditReadCaller) -> StreamingResponse:
         yield json.dumps({"checkpoint": final.to_dict()}).encode() + b"\n"
 
     return StreamingResponse(lines(), media_type="application/jsonl")
+
+
+@router.get("/v1/audit/decisions")
+def decisions(
+    services: ServicesDep,
+    caller: AuditReadCaller,
+    exchange: Annotated[str, Query(max_length=64, pattern=r"^ex_[0-9a-f]{32}$")],
+) -> dict[str, Any]:
+    """The policy decisions behind one exchange (OPA-style decision log), for the DPO."""
+    _ = caller
+    return {"decisions": [r.to_dict() for r in services.decisions.for_exchange(exchange)]}

@@ -33,6 +33,21 @@ FG = "fg-lekstroom"
 
 CASEMANAGER = {"user": "j.devries", "function": "casusregisseur woonoverlast"}
 
+WOONGOED = "woongoed-lekstroom"
+
+CASE_B = {
+    "reference": "WO-2026-0157",
+    "kind": "complex",
+    "address": {"postcode": "4102 CD", "huisnummer": 3, "toevoeging": "A", "plaats": "Lekstroom"},
+    "dwelling_owner": WOONGOED,
+    "subjects": [
+        {"ref": "og-1", "role": "overlastgever", "name": "Sanne Bakker", "birth_date": "1990-05-21"},
+        {"ref": "m-1", "role": "melder", "name": "Ahmet Yilmaz", "birth_date": "1968-09-09"},
+    ],
+    "partners": [POLITIE],
+    "criteria": [1, 2],
+}
+
 CASE_A = {
     "reference": "WO-2026-0142",
     "kind": "complex",
@@ -173,6 +188,10 @@ def play(stack: LocalStack, keys: KeyStore) -> None:
     )
     story.show("Disclosed fields", sorted(answer["data"]))
     story.show("Withheld, with reasons", answer["withheld"])
+    story.say(
+        "R2: one report's short description mentions drug use, so the free-text scan"
+        " withholds the reports field whole; counts and facts still flow."
+    )
     story.show("Receipt", {k: answer["receipt"][k] for k in ("log_index", "leaf_hash")})
 
     story.chapter("The casemanager asks the buurtteam whether it knows the overlastgever (R4)")
@@ -182,6 +201,19 @@ def play(stack: LocalStack, keys: KeyStore) -> None:
         " diagnoses and notes stay with the buurtteam."
     )
     story.show("Disclosed", care["data"])
+
+    story.chapter("R3: a second case, while the police run an investigation")
+    woongoed = client(WOONGOED)
+    case_b = _expect(gemeente.post("/v1/cases", json=CASE_B), 201)["id"]
+    _expect(woongoed.post(f"/v1/cases/{case_b}/consent", json={"decision": "granted"}), 200)
+    _expect(gemeente.post(f"/v1/cases/{case_b}/transitions", json={"to": "in_behandeling"}), 200)
+    police_b = _expect(_exchange(gemeente, case_b, "og-1", "politie.meldingen"), 200)
+    story.show("Withheld, as the casemanager sees it", police_b["withheld"])
+    story.say(
+        "The requester hears a neutral reason: the answer never reveals that an"
+        " investigation is running (seed 004 §5.3). The true reason is in the audit log."
+    )
+    woongoed.close()
 
     story.chapter("U2: the corporation asks for partner status on the case")
     status = _expect(corporatie.get(f"/v1/cases/{case_id}/status"), 200)
@@ -195,6 +227,11 @@ def play(stack: LocalStack, keys: KeyStore) -> None:
     forbidden = _expect(_exchange(corporatie, case_id, "og-1", "politie.meldingen"), 403)
     story.say(
         f"The corporation asks the police: refused, {forbidden['code']!r}: {forbidden['detail']}"
+    )
+    care_refused = _expect(_exchange(corporatie, case_id, "og-1", "buurtteam.bekendheid"), 403)
+    story.say(
+        f"The corporation asks the buurtteam (R4: care answers the casemanager only): refused,"
+        f" {care_refused['code']!r}: {care_refused['detail']}"
     )
     wrong_purpose = _expect(
         _exchange(politie, case_id, "og-1", "corporatie.huurrelatie", purpose="opsporing"), 403
@@ -222,6 +259,13 @@ def play(stack: LocalStack, keys: KeyStore) -> None:
         e
         for e in verified["entries"]
         if e.get("query") == "politie.meldingen" and e["decision"] != "deny"
+    )
+    hidden = next(
+        e for e in verified["entries"] if e.get("exchange") == police_b["exchange"]
+    )
+    story.show(
+        "What the DPO sees for the R3 exchange (the true reasons)",
+        [w for w in hidden["fields_withheld"] if w["code"] != "not_in_convenant"],
     )
     story.show(
         "One entry as the DPO sees it (no names, no values: a pseudonym and a payload hash)",

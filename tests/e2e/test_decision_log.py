@@ -28,7 +28,9 @@ def _decisions(client_for: Clients, exchange_id: str) -> list[dict[str, object]]
 def test_logged_decisions_replay_to_the_same_result(
     stack: LocalStack, client_for: Clients, active_case: str, query: str
 ) -> None:
-    answer = client_for(GEMEENTE).post("/v1/exchanges", json=exchange_body(active_case, query=query))
+    answer = client_for(GEMEENTE).post(
+        "/v1/exchanges", json=exchange_body(active_case, query=query)
+    )
     assert answer.status_code == 200, answer.text
     records = _decisions(client_for, answer.json()["exchange"])
     assert [r["entrypoint"] for r in records] == [
@@ -59,7 +61,9 @@ def test_logged_input_holds_no_readable_free_text(client_for: Clients, active_ca
 def test_refused_exchange_keeps_its_decision(client_for: Clients, active_case: str) -> None:
     refused = client_for(WOONGOED).post("/v1/exchanges", json=exchange_body(active_case))
     assert refused.status_code == 404
-    entries = client_for(FG).get("/v1/audit/entries", params={"case": active_case, "decision": "deny"})
+    entries = client_for(FG).get(
+        "/v1/audit/entries", params={"case": active_case, "decision": "deny"}
+    )
     [entry] = [e for e in entries.json()["entries"] if e["requester"]["partner"] == WOONGOED]
     records = _decisions(client_for, entry["exchange"])
     assert len(records) == 1

@@ -155,7 +155,7 @@ def test_field_with_more_text_than_the_scan_bound_is_marked_oversized_without_te
 @pytest.mark.parametrize(
     "value",
     [
-        # one long note, a quarter of the field bound
+        # one long note, far below the field bound
         "x" * (MAX_SCANNED_CHARS + 1),
         # a short note that NFKC expands eighteenfold (U+FDFA) past the bound
         "\ufdfa" * 300,

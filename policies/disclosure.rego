@@ -74,18 +74,24 @@ withheld contains {
 
 # R2: free text (a short description, a note) that speaks of health, crime,
 # money or another special category is withheld whole (seed 002 §5.2).
-text_hits(f) := {c | some t in f.texts; some c in lexicon.hits(t)}
+# Only listed fields of an ordinary category are scanned (others are
+# withheld anyway), each field once, with its texts joined: the scan's cost
+# is per call, not per character (policies/README_lexicon.md).
+text_hits[f.name] := lexicon.hits(concat(" ", f.texts)) if {
+	some f in listed_fields
+	f.category in ordinary
+	count(f.texts) > 0
+}
 
 withheld contains {
-	"field": f.name,
+	"field": name,
 	"code": "special_category_text",
-	"reason": concat("", ["Free text mentions special-category data (", concat(", ", sort([c | some c in text_hits(f)])), ") (R2)."]),
+	"reason": concat("", ["Free text mentions special-category data (", concat(", ", sort([c | some c in hits])), ") (R2)."]),
 	"public_reason": "Contains special-category personal data, which is never shared.",
 	"visible": true,
 } if {
-	some f in listed_fields
-	f.category in ordinary
-	count(text_hits(f)) > 0
+	some name, hits in text_hits
+	count(hits) > 0
 }
 
 # R2: text too long to scan is not shared (the bound is in broker/policy/inputs.py).

@@ -86,6 +86,7 @@ in_kept_token(stem, tokens) if {
 	not is_exception(token)
 }
 
+# A token is an exception when " token " occurs in " e1 e2 ... ".
 is_exception(token) if contains(exception_line, concat("", [" ", token, " "]))
 
 exception_line := concat("", [" ", concat(" ", data.lexicon.exceptions), " "])

@@ -81,8 +81,9 @@ class TextTooLongError(InputError):
 # Latin letters into each other and would change the words it should
 # protect. Both cases are listed because the mapping runs before casefold,
 # where Greek capital Nu ("Ν", like N) and small nu ("ν", like v) differ.
-# A few Latin letters without a decomposition (ø, æ, œ, ł, đ, ı, script ɡ) are folded
-# too; otherwise step 7 would split names and words at them.
+# A few Latin letters without a decomposition (ø, æ, œ, ł, đ, ı, script ɡ) and
+# the Latin small capitals (ᴍ, ʀ, ...) are folded too; otherwise step 7 would
+# split words at them.
 # fmt: off
 HOMOGLYPHS: Final[dict[str, str]] = {
     # Cyrillic small
@@ -102,6 +103,10 @@ HOMOGLYPHS: Final[dict[str, str]] = {
     # Latin letters without a canonical decomposition
     "ø": "o", "Ø": "O", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE",
     "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ı": "i", "ɡ": "g",
+    # Latin small capitals ("fancy text" generators); NFKC leaves them alone
+    "ᴀ": "a", "ʙ": "b", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ꜰ": "f", "ɢ": "g", "ʜ": "h",
+    "ɪ": "i", "ᴊ": "j", "ᴋ": "k", "ʟ": "l", "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p",
+    "ʀ": "r", "ꜱ": "s", "ᴛ": "t", "ᴜ": "u", "ᴠ": "v", "ᴡ": "w", "ʏ": "y", "ᴢ": "z",
 }
 # fmt: on
 

@@ -13,7 +13,6 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from broker.convenant import load_convenant
@@ -88,7 +87,7 @@ def realistic_inputs() -> tuple[dict[str, Any], dict[str, Any]]:
         "subject": {"ref": "og-1"},
     }
     meldingen = [
-        {"datum": "2026-0%d-01" % m, "aard": "geluidsoverlast", "korte_omschrijving": text}
+        {"datum": f"2026-0{m}-01", "aard": "geluidsoverlast", "korte_omschrijving": text}
         for m, text in enumerate(
             [
                 "Harde muziek tot diep in de nacht, buren klagen over bonken op de muur.",
@@ -129,9 +128,7 @@ def run() -> dict[str, Any]:
         data={},
         version="baseline",
     )
-    baseline = EmbeddedPolicyEngine(
-        baseline_bundle, entrypoints=("ketenbroker/exchange/decision",)
-    )
+    baseline = EmbeddedPolicyEngine(baseline_bundle, entrypoints=("ketenbroker/exchange/decision",))
     exchange, disclosure = realistic_inputs()
     results = {
         "baseline_one_rule": _summary(

@@ -41,7 +41,12 @@ CASE_B = {
     "address": {"postcode": "4102 CD", "huisnummer": 3, "toevoeging": "A", "plaats": "Lekstroom"},
     "dwelling_owner": WOONGOED,
     "subjects": [
-        {"ref": "og-1", "role": "overlastgever", "name": "Sanne Bakker", "birth_date": "1990-05-21"},
+        {
+            "ref": "og-1",
+            "role": "overlastgever",
+            "name": "Sanne Bakker",
+            "birth_date": "1990-05-21",
+        },
         {"ref": "m-1", "role": "melder", "name": "Ahmet Yilmaz", "birth_date": "1968-09-09"},
     ],
     "partners": [POLITIE],
@@ -136,158 +141,206 @@ def _verify_log_as_dpo(story: Story, dpo: BrokerClient, broker_url: str) -> dict
     return {"size": checkpoint.size, "root_hash": checkpoint.root_hash, "entries": entries}
 
 
-def play(stack: LocalStack, keys: KeyStore) -> None:
-    story = Story()
-    url = stack.broker_url
+class Demo:
+    """The story's acts, each a few API calls by one partner system."""
 
-    def client(principal: str) -> BrokerClient:
-        return BrokerClient(
-            base_url=url, client_id=principal, signing_key=keys.signing_key(principal)
+    def __init__(self, stack: LocalStack, keys: KeyStore) -> None:
+        self.stack = stack
+        self.keys = keys
+        self.story = Story()
+        self._clients: dict[str, BrokerClient] = {}
+        self.case_a = ""
+        self.case_b = ""
+        self.police_b: dict[str, Any] = {}
+
+    def client(self, principal: str) -> BrokerClient:
+        if principal not in self._clients:
+            self._clients[principal] = BrokerClient(
+                base_url=self.stack.broker_url,
+                client_id=principal,
+                signing_key=self.keys.signing_key(principal),
+            )
+        return self._clients[principal]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+    def play(self) -> None:
+        print(
+            f"Ketenbroker demo: broker at {self.stack.broker_url},"
+            f" adapters for {len(self.stack.adapter_urls)} partners on loopback."
+        )
+        convenant = self.stack.services.convenant
+        print(f"Convenant: {convenant.title} ({convenant.version}).")
+        self.register_case()
+        self.consent_and_start()
+        self.ask_the_police()
+        self.ask_the_buurtteam()
+        self.investigation_case()
+        self.partner_status()
+        self.forbidden_requests()
+        self.dpo_audit()
+
+    def register_case(self) -> None:
+        story, gemeente = self.story, self.client(GEMEENTE)
+        story.chapter("The gemeente registers a complex case (casusregisseur)")
+        created = _expect(gemeente.post("/v1/cases", json=CASE_A), 201)
+        self.case_a = created["id"]
+        story.say(
+            f"Case {CASE_A['reference']} about Lindelaan 12 is registered as {self.case_a}"
+            f" with status {created['status']!r}; criteria 1, 2, 3 and 6 of the convenant"
+            " hold. Names and birth dates are stored encrypted under a key of this case only."
+        )
+        story.chapter("Before the corporation consents, nothing flows (seed 004 §5.2)")
+        refused = _expect(_exchange(gemeente, self.case_a, "og-1", "politie.meldingen"), 403)
+        story.say(f"Refused: code {refused['code']!r}: {refused['detail']}")
+
+    def consent_and_start(self) -> None:
+        self.story.chapter("Woonstichting De Linge consents; the casemanager starts the case")
+        case = f"/v1/cases/{self.case_a}"
+        _expect(self.client(DE_LINGE).post(f"{case}/consent", json={"decision": "granted"}), 200)
+        moved = _expect(
+            self.client(GEMEENTE).post(f"{case}/transitions", json={"to": "in_behandeling"}), 200
+        )
+        self.story.say(f"Consent granted; the case is now {moved['status']!r}.")
+
+    def ask_the_police(self) -> None:
+        story = self.story
+        story.chapter("U1: the casemanager asks the police about the overlastgever")
+        answer = _expect(
+            _exchange(self.client(GEMEENTE), self.case_a, "og-1", "politie.meldingen"), 200
+        )
+        basis = answer["legal_basis"]
+        story.say(
+            f"Decision {answer['decision']!r} on legal basis {basis['law']} {basis['article']}"
+            f" (convenant {basis['convenant_article']}). The police system also holds"
+            " criminal records, suspects' details and investigation data about this person;"
+            " none of it left the broker."
+        )
+        story.show("Disclosed fields", sorted(answer["data"]))
+        story.show("Withheld, with reasons", answer["withheld"])
+        story.say(
+            "R2: one report's short description mentions drug use, so the free-text scan"
+            " withholds the reports field whole; counts and facts still flow."
+        )
+        story.show("Receipt", {k: answer["receipt"][k] for k in ("log_index", "leaf_hash")})
+
+    def ask_the_buurtteam(self) -> None:
+        story = self.story
+        story.chapter("The casemanager asks the buurtteam whether it knows the overlastgever (R4)")
+        care = _expect(
+            _exchange(self.client(GEMEENTE), self.case_a, "og-1", "buurtteam.bekendheid"), 200
+        )
+        story.say(
+            "Only 'known: yes/no' and the care worker's name may leave; the buurtteam's"
+            " diagnoses and notes stay with the buurtteam."
+        )
+        story.show("Disclosed", care["data"])
+
+    def investigation_case(self) -> None:
+        story, gemeente, woongoed = self.story, self.client(GEMEENTE), self.client(WOONGOED)
+        story.chapter("R3: a second case, while the police run an investigation")
+        self.case_b = _expect(gemeente.post("/v1/cases", json=CASE_B), 201)["id"]
+        case = f"/v1/cases/{self.case_b}"
+        _expect(woongoed.post(f"{case}/consent", json={"decision": "granted"}), 200)
+        _expect(gemeente.post(f"{case}/transitions", json={"to": "in_behandeling"}), 200)
+        self.police_b = _expect(_exchange(gemeente, self.case_b, "og-1", "politie.meldingen"), 200)
+        story.show("Withheld, as the casemanager sees it", self.police_b["withheld"])
+        story.say(
+            "The requester hears a neutral reason: the answer never reveals that an"
+            " investigation is running (seed 004 §5.3). The true reason is in the audit log."
         )
 
-    gemeente, politie, corporatie, dpo = (
-        client(GEMEENTE),
-        client(POLITIE),
-        client(DE_LINGE),
-        client(FG),
-    )
-    print(
-        f"Ketenbroker demo: broker at {url},"
-        f" adapters for {len(stack.adapter_urls)} partners on loopback."
-    )
-    print(f"Convenant: {stack.services.convenant.title} ({stack.services.convenant.version}).")
+    def partner_status(self) -> None:
+        story = self.story
+        story.chapter("U2: the corporation asks for partner status on the case")
+        status = _expect(self.client(DE_LINGE).get(f"/v1/cases/{self.case_a}/status"), 200)
+        story.show("Status", status)
+        story.say(
+            "Care partners appear only as 'zorgpartner': which care organisation is involved"
+            " is itself health data."
+        )
 
-    story.chapter("The gemeente registers a complex case (casusregisseur)")
-    created = _expect(gemeente.post("/v1/cases", json=CASE_A), 201)
-    case_id = created["id"]
-    story.say(
-        f"Case {CASE_A['reference']} about Lindelaan 12 is registered as {case_id} with status"
-        f" {created['status']!r}; criteria 1, 2, 3 and 6 of the convenant hold. Names and"
-        " birth dates are stored encrypted under a key of this case only."
-    )
+    def forbidden_requests(self) -> None:
+        story, case = self.story, self.case_a
+        corporatie, politie = self.client(DE_LINGE), self.client(POLITIE)
+        story.chapter("Requests the convenant forbids are refused, with their reason")
+        forbidden = _expect(_exchange(corporatie, case, "og-1", "politie.meldingen"), 403)
+        story.say(
+            f"The corporation asks the police: refused, {forbidden['code']!r}:"
+            f" {forbidden['detail']}"
+        )
+        care_refused = _expect(_exchange(corporatie, case, "og-1", "buurtteam.bekendheid"), 403)
+        story.say(
+            f"The corporation asks the buurtteam (R4: care answers the casemanager only):"
+            f" refused, {care_refused['code']!r}: {care_refused['detail']}"
+        )
+        wrong_purpose = _expect(
+            _exchange(politie, case, "og-1", "corporatie.huurrelatie", purpose="opsporing"), 403
+        )
+        story.say(
+            f"The police ask the corporation for a criminal investigation: refused,"
+            f" {wrong_purpose['code']!r}: {wrong_purpose['detail']}"
+        )
+        stranger = _expect(
+            _exchange(self.client(GEMEENTE), "case_doesnotexist", "og-1", "politie.meldingen"),
+            404,
+        )
+        story.say(
+            f"A case that does not exist or is not yours: {stranger['code']!r}"
+            " (404, no existence leak)."
+        )
 
-    story.chapter("Before the corporation consents, nothing flows (seed 004 §5.2)")
-    refused = _expect(_exchange(gemeente, case_id, "og-1", "politie.meldingen"), 403)
-    story.say(f"Refused: code {refused['code']!r}: {refused['detail']}")
+    def dpo_audit(self) -> None:
+        story, dpo = self.story, self.client(FG)
+        story.chapter("U3: the DPO audits the exchange log")
+        story.show("Signed checkpoint", _expect(dpo.get("/v1/audit/checkpoint"), 200))
+        verified = _verify_log_as_dpo(story, dpo, self.stack.broker_url)
+        decisions: dict[str, int] = {}
+        for entry in verified["entries"]:
+            key = f"{entry.get('kind')}:{entry.get('decision')}"
+            decisions[key] = decisions.get(key, 0) + 1
+        story.show("Entries by kind and decision", decisions)
+        sample = next(
+            e
+            for e in verified["entries"]
+            if e.get("query") == "politie.meldingen" and e["decision"] != "deny"
+        )
+        story.show(
+            "One entry as the DPO sees it (no names, no values: a pseudonym and a payload hash)",
+            {
+                k: sample[k]
+                for k in (
+                    "index",
+                    "time",
+                    "requester",
+                    "provider",
+                    "subject",
+                    "legal_basis",
+                    "fields_disclosed",
+                    "fields_withheld",
+                    "payload_hash",
+                    "trace_id",
+                )
+            },
+        )
+        hidden = next(
+            e for e in verified["entries"] if e.get("exchange") == self.police_b["exchange"]
+        )
+        story.show(
+            "What the DPO sees for the R3 exchange (the true reasons)",
+            [w for w in hidden["fields_withheld"] if w["code"] != "not_in_convenant"],
+        )
+        print(f"\nDemo complete: log size {verified['size']}, root {verified['root_hash']}.")
 
-    story.chapter("Woonstichting De Linge consents; the casemanager starts the case")
-    _expect(corporatie.post(f"/v1/cases/{case_id}/consent", json={"decision": "granted"}), 200)
-    moved = _expect(
-        gemeente.post(f"/v1/cases/{case_id}/transitions", json={"to": "in_behandeling"}), 200
-    )
-    story.say(f"Consent granted; the case is now {moved['status']!r}.")
 
-    story.chapter("U1: the casemanager asks the police about the overlastgever")
-    answer = _expect(_exchange(gemeente, case_id, "og-1", "politie.meldingen"), 200)
-    story.say(
-        f"Decision {answer['decision']!r} on legal basis {answer['legal_basis']['law']}"
-        f" {answer['legal_basis']['article']}"
-        f" (convenant {answer['legal_basis']['convenant_article']})."
-        " The police system also holds criminal records, suspects' details and"
-        " investigation data about this person; none of it left the broker."
-    )
-    story.show("Disclosed fields", sorted(answer["data"]))
-    story.show("Withheld, with reasons", answer["withheld"])
-    story.say(
-        "R2: one report's short description mentions drug use, so the free-text scan"
-        " withholds the reports field whole; counts and facts still flow."
-    )
-    story.show("Receipt", {k: answer["receipt"][k] for k in ("log_index", "leaf_hash")})
-
-    story.chapter("The casemanager asks the buurtteam whether it knows the overlastgever (R4)")
-    care = _expect(_exchange(gemeente, case_id, "og-1", "buurtteam.bekendheid"), 200)
-    story.say(
-        "Only 'known: yes/no' and the care worker's name may leave; the buurtteam's"
-        " diagnoses and notes stay with the buurtteam."
-    )
-    story.show("Disclosed", care["data"])
-
-    story.chapter("R3: a second case, while the police run an investigation")
-    woongoed = client(WOONGOED)
-    case_b = _expect(gemeente.post("/v1/cases", json=CASE_B), 201)["id"]
-    _expect(woongoed.post(f"/v1/cases/{case_b}/consent", json={"decision": "granted"}), 200)
-    _expect(gemeente.post(f"/v1/cases/{case_b}/transitions", json={"to": "in_behandeling"}), 200)
-    police_b = _expect(_exchange(gemeente, case_b, "og-1", "politie.meldingen"), 200)
-    story.show("Withheld, as the casemanager sees it", police_b["withheld"])
-    story.say(
-        "The requester hears a neutral reason: the answer never reveals that an"
-        " investigation is running (seed 004 §5.3). The true reason is in the audit log."
-    )
-    woongoed.close()
-
-    story.chapter("U2: the corporation asks for partner status on the case")
-    status = _expect(corporatie.get(f"/v1/cases/{case_id}/status"), 200)
-    story.show("Status", status)
-    story.say(
-        "Care partners appear only as 'zorgpartner': which care organisation is involved"
-        " is itself health data."
-    )
-
-    story.chapter("Requests the convenant forbids are refused, with their reason")
-    forbidden = _expect(_exchange(corporatie, case_id, "og-1", "politie.meldingen"), 403)
-    story.say(
-        f"The corporation asks the police: refused, {forbidden['code']!r}: {forbidden['detail']}"
-    )
-    care_refused = _expect(_exchange(corporatie, case_id, "og-1", "buurtteam.bekendheid"), 403)
-    story.say(
-        f"The corporation asks the buurtteam (R4: care answers the casemanager only): refused,"
-        f" {care_refused['code']!r}: {care_refused['detail']}"
-    )
-    wrong_purpose = _expect(
-        _exchange(politie, case_id, "og-1", "corporatie.huurrelatie", purpose="opsporing"), 403
-    )
-    story.say(
-        f"The police ask the corporation for a criminal investigation: refused,"
-        f" {wrong_purpose['code']!r}: {wrong_purpose['detail']}"
-    )
-    stranger = _expect(_exchange(gemeente, "case_doesnotexist", "og-1", "politie.meldingen"), 404)
-    story.say(
-        f"A case that does not exist or is not yours: {stranger['code']!r}"
-        " (404, no existence leak)."
-    )
-
-    story.chapter("U3: the DPO audits the exchange log")
-    checkpoint = _expect(dpo.get("/v1/audit/checkpoint"), 200)
-    story.show("Signed checkpoint", checkpoint)
-    verified = _verify_log_as_dpo(story, dpo, url)
-    decisions: dict[str, int] = {}
-    for entry in verified["entries"]:
-        key = f"{entry.get('kind')}:{entry.get('decision')}"
-        decisions[key] = decisions.get(key, 0) + 1
-    story.show("Entries by kind and decision", decisions)
-    sample = next(
-        e
-        for e in verified["entries"]
-        if e.get("query") == "politie.meldingen" and e["decision"] != "deny"
-    )
-    hidden = next(
-        e for e in verified["entries"] if e.get("exchange") == police_b["exchange"]
-    )
-    story.show(
-        "What the DPO sees for the R3 exchange (the true reasons)",
-        [w for w in hidden["fields_withheld"] if w["code"] != "not_in_convenant"],
-    )
-    story.show(
-        "One entry as the DPO sees it (no names, no values: a pseudonym and a payload hash)",
-        {
-            k: sample[k]
-            for k in (
-                "index",
-                "time",
-                "requester",
-                "provider",
-                "subject",
-                "legal_basis",
-                "fields_disclosed",
-                "fields_withheld",
-                "payload_hash",
-                "trace_id",
-            )
-        },
-    )
-    for c in (gemeente, politie, corporatie, dpo):
-        c.close()
-    print(f"\nDemo complete: log size {verified['size']}, root {verified['root_hash']}.")
+def play(stack: LocalStack, keys: KeyStore) -> None:
+    demo = Demo(stack, keys)
+    try:
+        demo.play()
+    finally:
+        demo.close()
 
 
 def run_demo(settings: Settings) -> int:

@@ -19,11 +19,11 @@ from typing import Any
 from broker.cases.model import (
     Address,
     Case,
+    CaseEventKind,
     CasePartner,
     CaseStatus,
     Consent,
     PartnerStatus,
-    CaseEventKind,
     Subject,
     SubjectRole,
     decide_admission,
@@ -154,9 +154,7 @@ class CaseRegister:
         role = self._convenant.role_of(caller) or ""
         return self._store.update(decide_event(case, kind, by=caller, role=role, now=now))
 
-    def mark_urgent(
-        self, *, caller: str, case_id: str, justification: str, now: datetime
-    ) -> Case:
+    def mark_urgent(self, *, caller: str, case_id: str, justification: str, now: datetime) -> Case:
         case = self._regisseur_case(caller, case_id)
         return self._store.update(
             decide_urgency(case, by=caller, justification=justification, now=now)

@@ -72,9 +72,7 @@ def _public_document(case: Case) -> dict[str, Any]:
         "updated_at": case.updated_at.isoformat(),
         "status_history": [[status, moment.isoformat()] for status, moment in case.status_history],
         "personal_data_destroyed": case.personal_data_destroyed,
-        "events": [
-            {"kind": e.kind.value, "by": e.by, "at": e.at.isoformat()} for e in case.events
-        ],
+        "events": [{"kind": e.kind.value, "by": e.by, "at": e.at.isoformat()} for e in case.events],
         "urgency": (
             {"by": case.urgency.by, "since": case.urgency.since.isoformat()}
             if case.urgency

@@ -36,13 +36,13 @@ from broker.errors import (
 from broker.exchange.filtering import FilteredAnswer, apply_disclosure
 from broker.exchange.gateway import AdapterGateway
 from broker.exchange.requests import ExchangeRequest
+from broker.policy.decision_log import DecisionLog, decision_record
 from broker.policy.decisions import (
     DisclosureDecision,
     ExchangeDecision,
     parse_disclosure_decision,
     parse_exchange_decision,
 )
-from broker.policy.decision_log import DecisionLog, decision_record
 from broker.policy.engine import PolicyEngine
 from broker.policy.inputs import (
     answer_field_facts,

@@ -100,7 +100,11 @@ class DecisionLog(Protocol):
 class SqlDecisionLog:
     def __init__(self, connection: SqlConnection) -> None:
         self._db = connection
-        key = "INTEGER PRIMARY KEY AUTOINCREMENT" if connection.dialect == "sqlite" else "BIGSERIAL PRIMARY KEY"
+        key = (
+            "INTEGER PRIMARY KEY AUTOINCREMENT"
+            if connection.dialect == "sqlite"
+            else "BIGSERIAL PRIMARY KEY"
+        )
         with connection.transaction() as cur:
             cur.execute(
                 "CREATE TABLE IF NOT EXISTS decision_log ("

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,7 +58,7 @@ def check_policy_input(value: Any, *, where: str = "input") -> None:
         if abs(value) > MAX_SAFE_INTEGER:
             raise PolicyUnavailableError(f"{where}: integer beyond ±2**53")
     elif isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise PolicyUnavailableError(f"{where}: NaN or infinity")
     elif isinstance(value, dict):
         for key, item in value.items():

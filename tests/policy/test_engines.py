@@ -502,7 +502,7 @@ def test_decisions_never_go_through_an_environment_proxy(
 
 
 def test_input_that_is_not_json_is_refused(opa_engine: OpaPolicyEngine) -> None:
-    with pytest.raises(PolicyUnavailableError, match="not JSON|NaN"):
+    with pytest.raises(PolicyUnavailableError, match=r"not JSON|NaN"):
         opa_engine.evaluate(EXCHANGE, {"echo": float("nan")})
 
 

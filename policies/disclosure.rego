@@ -76,8 +76,9 @@ withheld contains {
 # money or another special category is withheld whole (seed 002 §5.2).
 # Only listed fields of an ordinary category are scanned (others are
 # withheld anyway), each field once, with its texts joined: the scan's cost
-# is per call, not per character (policies/README_lexicon.md).
-text_hits[f.name] := lexicon.hits(concat(" ", f.texts)) if {
+# is per call, not per character (policies/README_lexicon.md). " _ " keeps a
+# phrase from matching across two texts.
+text_hits[f.name] := lexicon.hits(concat(" _ ", f.texts)) if {
 	some f in listed_fields
 	f.category in ordinary
 	count(f.texts) > 0

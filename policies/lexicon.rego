@@ -11,7 +11,7 @@
 # DPO can read and extend it without touching Rego. Per category:
 #   stems    match anywhere inside a token ("verslav" in "drugsverslaving"),
 #            unless that token is listed in `exceptions` ("afkomstig");
-#   words    match a whole token ("ggz", "pv");
+#   words    match a whole token ("lvb", "pv");
 #   phrases  match a whole run of tokens ("onder behandeling").
 # The text must already be in the lexicon's normal form: lowercase a-z, 0-9,
 # single spaces, no leading or trailing space (`normalise_text` in

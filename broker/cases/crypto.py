@@ -43,7 +43,12 @@ def seal(key: bytes, *, case_id: str, label: str, plaintext: bytes) -> bytes:
     return nonce + AESGCM(key).encrypt(nonce, plaintext, _aad(case_id, label))
 
 
+GCM_TAG_BYTES = 16
+
+
 def open_sealed(key: bytes, *, case_id: str, label: str, sealed: bytes) -> bytes:
+    if len(sealed) < NONCE_BYTES + GCM_TAG_BYTES:
+        raise DecryptionError(f"sealed {label!r} of case {case_id!r} is truncated")
     nonce, ciphertext = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
     try:
         return AESGCM(key).decrypt(nonce, ciphertext, _aad(case_id, label))

@@ -201,6 +201,9 @@ def decide_admission(case: Case, partner_id: str, *, now: datetime) -> Case:
     """Admit (or re-admit) a partner; the dwelling owner waits for its own consent."""
     if case.status in (CaseStatus.afgesloten, CaseStatus.geen_complexe_overlast):
         raise ConflictError(f"cannot admit partners to a case in state {case.status.value!r}")
+    if partner_id == case.dwelling_owner and case.consent == Consent.refused:
+        # Its refusal stands (seed 004 §5.2); re-admitting would silently undo it.
+        raise ConflictError("the dwelling's owner refused consent; it cannot be re-admitted")
     existing = case.partner_entry(partner_id)
     if existing is not None and existing.status == PartnerStatus.actief:
         raise ConflictError(f"partner {partner_id!r} already takes part in this case")

@@ -19,6 +19,23 @@ from broker.errors import ConvenantError
 MAX_CONVENANT_BYTES = 1_000_000  # a convenant is a page of terms, not a data set
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys: a signed text has one reading."""
+
+
+def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Any:
+    keys = [loader.construct_object(key, deep=True) for key, _ in node.value]
+    duplicates = sorted({str(k) for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ConvenantError(f"duplicate keys {duplicates} near line {node.start_mark.line + 1}")
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+)
+
+
 def parse_convenant(document: Any) -> Convenant:
     if not isinstance(document, dict):
         raise ConvenantError(f"expected a mapping at the top level, got {type(document).__name__}")
@@ -37,7 +54,11 @@ def load_convenant(path: Path) -> Convenant:
     if len(raw) > MAX_CONVENANT_BYTES:
         raise ConvenantError(f"expected at most {MAX_CONVENANT_BYTES} bytes, got {len(raw)}")
     try:
-        document = json.loads(raw) if path.suffix == ".json" else yaml.safe_load(raw)
+        document = (
+            json.loads(raw)
+            if path.suffix == ".json"
+            else yaml.load(raw, Loader=_UniqueKeyLoader)  # noqa: S506  # a SafeLoader subclass
+        )
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         raise ConvenantError(f"{path.name} is not valid {path.suffix.lstrip('.')}: {e}") from e
     return parse_convenant(document)

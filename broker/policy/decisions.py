@@ -93,6 +93,9 @@ def parse_exchange_decision(result: Any) -> ExchangeDecision:
     legal_basis = result.get("legal_basis")
     if allow and (not fields or not isinstance(provider, str) or not isinstance(legal_basis, dict)):
         raise PolicyUnavailableError("policy allowed an exchange without fields, provider or basis")
+    flags = result.get("flags", [])
+    if not isinstance(flags, list):
+        raise PolicyUnavailableError(f"policy result 'flags': expected a list, got {type(flags).__name__}")
     activity = result.get("processing_activity")
     return ExchangeDecision(
         allow=allow,
@@ -101,7 +104,7 @@ def parse_exchange_decision(result: Any) -> ExchangeDecision:
         fields=fields,
         legal_basis=legal_basis if isinstance(legal_basis, dict) else None,
         processing_activity=activity if isinstance(activity, str) else None,
-        flags=_strings(result.get("flags", []), "flags"),
+        flags=_strings(flags, "flags"),
     )
 
 
@@ -110,12 +113,15 @@ def parse_disclosure_decision(result: Any) -> DisclosureDecision:
     withheld = []
     for item in _require(result, "withheld", list):
         reason = _require(item, "reason", str)
+        public = item.get("public_reason", reason)
+        if not isinstance(public, str):
+            raise PolicyUnavailableError("policy withheld a field without a readable public reason")
         withheld.append(
             Withheld(
                 field=_require(item, "field", str),
                 code=_require(item, "code", str),
                 reason=reason,
-                public_reason=item.get("public_reason", reason),
+                public_reason=public,
                 visible=item.get("visible") is True,
             )
         )

@@ -25,7 +25,8 @@ leading or trailing space. Steps, in this order:
    circled letters fold to their plain forms.
 3. NFD and drop combining marks: "geïnjecteerd" -> "geinjecteerd",
    Cyrillic "ё" -> "е" (then mapped in step 4).
-4. Map Latin look-alikes (`HOMOGLYPHS`) from Cyrillic and Greek to Latin.
+4. Map look-alikes of Latin letters (`HOMOGLYPHS`: Cyrillic, Greek, Latin
+   small capitals) to Latin.
 5. casefold.
 6. Drop combining marks once more (casefold can add one: "İ").
 7. Every run of characters outside `a-z0-9` becomes one space; trim.
@@ -56,9 +57,9 @@ from broker.errors import InputError
 
 # Where the bound comes from: the free text the broker passes on is the
 # short description of a report (004 §5.3) or a note on a case; the
-# longest note in tests/policy/data/labelled_sentences.jsonl is under 200
+# longest note in tests/policy/data/labelled_sentences.jsonl is about 100
 # characters, and 4,000 characters is about 600 Dutch words, a full page.
-# The scan in lexicon.rego costs time per lexicon entry, not per
+# The scan in lexicon.rego costs time per lexicon entry, hardly per
 # character, so the bound protects the normaliser and the Rego string
 # builtins from megabyte inputs rather than keeping the entry loop short.
 # NFKC can expand one character into up to 18 (U+FDFA), so the normalised

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,7 +33,21 @@ def _port_is_closed(url: str) -> bool:
         return probe.connect_ex((parts.hostname, parts.port)) != 0
 
 
+ANYIO_WORKER = "AnyIO worker thread"
+SETTLE_SECONDS = 5.0  # AnyIO's idle workers of an ended event loop exit within this
+
+
 def _threads() -> set[int]:
+    """Live threads, once the AnyIO workers of earlier (stopped) servers have ended.
+
+    A stopped uvicorn loop's AnyIO worker threads finish shortly after the
+    loop; counting them mid-exit made this test flaky (about 3 runs in 10).
+    """
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline and any(
+        t.name == ANYIO_WORKER for t in threading.enumerate()
+    ):
+        time.sleep(0.02)
     return {t.ident for t in threading.enumerate() if t.ident is not None}
 
 

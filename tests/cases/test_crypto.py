@@ -110,12 +110,6 @@ def test_truncated_sealed_value_does_not_open(key: bytes, cut: int) -> None:
         open_sealed(key, case_id=CASE, label=LABEL, sealed=sealed[:-cut])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a sealed value shorter than 8 bytes raises ValueError from AESGCM "
-    "(nonce length), not DecryptionError",
-    raises=ValueError,
-)
 @pytest.mark.parametrize(
     "sealed",
     [

@@ -190,12 +190,6 @@ def test_malformed_exchange_decision_fails_closed(result: Any) -> None:
         parse_exchange_decision(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: flags are checked with _strings(), which iterates a string or a dict, "
-    "so flags='acute' parses as ('a', 'c', 'u', 't', 'e') instead of failing closed",
-    raises=pytest.fail.Exception,
-)
 @pytest.mark.parametrize(
     "flags",
     [
@@ -321,12 +315,6 @@ def test_malformed_disclosure_decision_fails_closed(result: Any) -> None:
         parse_disclosure_decision(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_disclosure_decision does not type-check public_reason (the exchange "
-    "parser does), so a non-string goes to the requester in the `withheld` list",
-    raises=pytest.fail.Exception,
-)
 @pytest.mark.parametrize(
     "public_reason",
     [

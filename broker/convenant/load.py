@@ -55,9 +55,7 @@ def load_convenant(path: Path) -> Convenant:
         raise ConvenantError(f"expected at most {MAX_CONVENANT_BYTES} bytes, got {len(raw)}")
     try:
         document = (
-            json.loads(raw)
-            if path.suffix == ".json"
-            else yaml.load(raw, Loader=_UniqueKeyLoader)  # noqa: S506  # a SafeLoader subclass
+            json.loads(raw) if path.suffix == ".json" else yaml.load(raw, Loader=_UniqueKeyLoader)  # noqa: S506  # a SafeLoader subclass
         )
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         raise ConvenantError(f"{path.name} is not valid {path.suffix.lstrip('.')}: {e}") from e

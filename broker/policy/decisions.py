@@ -95,7 +95,9 @@ def parse_exchange_decision(result: Any) -> ExchangeDecision:
         raise PolicyUnavailableError("policy allowed an exchange without fields, provider or basis")
     flags = result.get("flags", [])
     if not isinstance(flags, list):
-        raise PolicyUnavailableError(f"policy result 'flags': expected a list, got {type(flags).__name__}")
+        raise PolicyUnavailableError(
+            f"policy result 'flags': expected a list, got {type(flags).__name__}"
+        )
     activity = result.get("processing_activity")
     return ExchangeDecision(
         allow=allow,

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit policy-test services keys serve clean
+.PHONY: demo test lint unit policy-test services keys serve bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ unit: keys services
 	$(BIN)/pytest
 
 test: lint policy-test unit
+
+# Benchmarks print ratios against baselines measured in the same run; not part of `make test`.
+bench: keys
+	$(BIN)/python -m bench.policy_decision
+	$(BIN)/python -m bench.exchange_latency
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

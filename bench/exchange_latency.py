@@ -146,7 +146,8 @@ def main() -> None:
     for name in ("direct_adapter", "through_broker"):
         print(f"{name:<18}{results[name]['p50_ms']:>10.2f}{results[name]['p99_ms']:>10.2f}")
     print(
-        f"broker adds {results['added_p50_ms']:.2f} ms at p50 ({results['ratio_p50']:.1f}x the direct call)"
+        f"broker adds {results['added_p50_ms']:.2f} ms at p50"
+        f" ({results['ratio_p50']:.1f}x the direct call)"
     )
 
 

@@ -16,30 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
-
-from fastapi import FastAPI
 
 from adapters.corporatie import app as corporatie_app
 from adapters.gemeente import app as gemeente_app
 from adapters.politie import app as politie_app
-from adapters.sdk.partner_app import fixture_path
+from adapters.sdk.partner_app import BuildApp, fixture_path
 from adapters.zorg import app as zorg_app
-from broker.clock import Clock
 from broker.convenant import Convenant, PartnerRole
-from broker.keys import KeyStore
-
-
-class BuildApp(Protocol):
-    def __call__(
-        self,
-        *,
-        partner_id: str,
-        keys: KeyStore,
-        broker_issuer: str,
-        clock: Clock | None = None,
-        data_path: Path | None = None,
-    ) -> FastAPI: ...
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ the data (each adapter's `source.py` does).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -72,3 +72,40 @@ def build_partner_app(
         clock=clock if clock is not None else SystemClock(),
         replay_cache=replay_cache,
     )
+
+
+class BuildApp(Protocol):
+    """How the registry, the CLI and the local stack build one partner's adapter app."""
+
+    def __call__(
+        self,
+        *,
+        partner_id: str,
+        keys: KeyStore,
+        broker_issuer: str,
+        clock: Clock | None = None,
+        data_path: Path | None = None,
+    ) -> FastAPI: ...
+
+
+def app_builder(data_dir: Path, load_source: Callable[[Path], DeclaringSource]) -> BuildApp:
+    """A `build_app` for an adapter kind: its partners' files live in `data_dir`."""
+
+    def build_app(
+        *,
+        partner_id: str,
+        keys: KeyStore,
+        broker_issuer: str,
+        clock: Clock | None = None,
+        data_path: Path | None = None,
+    ) -> FastAPI:
+        source = load_source(data_path or fixture_path(data_dir, partner_id))
+        return build_partner_app(
+            partner_id=partner_id,
+            source=source,
+            keys=keys,
+            broker_issuer=broker_issuer,
+            clock=clock,
+        )
+
+    return build_app

@@ -20,14 +20,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
-
-from adapters.sdk.partner_app import DeclaringSource, build_partner_app, fixture_path
+from adapters.sdk.partner_app import DeclaringSource, app_builder
 from adapters.zorg import bemiddeling_records, records
 from adapters.zorg.bemiddeling_source import BemiddelingSource
 from adapters.zorg.source import ZorgSource
-from broker.clock import Clock
-from broker.keys import KeyStore
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -40,15 +36,4 @@ def load_source(path: Path) -> DeclaringSource:
     return ZorgSource(records.parse_register(raw))
 
 
-def build_app(
-    *,
-    partner_id: str,
-    keys: KeyStore,
-    broker_issuer: str,
-    clock: Clock | None = None,
-    data_path: Path | None = None,
-) -> FastAPI:
-    source = load_source(data_path or fixture_path(DATA_DIR, partner_id))
-    return build_partner_app(
-        partner_id=partner_id, source=source, keys=keys, broker_issuer=broker_issuer, clock=clock
-    )
+build_app = app_builder(DATA_DIR, load_source)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -293,3 +294,20 @@ class _audit_store_refusing_writes:  # noqa: N801  # reads as a sentence in the 
         else:
             with psycopg.connect(self.dsn, autocommit=True) as conn:
                 conn.execute("ALTER TABLE audit_entries DROP CONSTRAINT refuse_all")
+
+
+def test_audit_time_filters_understand_offsets(client_for: Clients, active_case: str) -> None:
+    response = client_for(GEMEENTE).post("/v1/exchanges", json=exchange_body(active_case))
+    assert response.status_code == 200
+    [entry] = [
+        e
+        for e in audit_entries(client_for(FG), case=active_case)
+        if e.get("exchange") == response.json()["exchange"]
+    ]
+    # The same instant written in UTC+01:00 must still include the entry.
+    moment = datetime.fromisoformat(entry["time"].replace("Z", "+00:00"))
+    local = moment.astimezone(timezone(timedelta(hours=1))).isoformat()
+    found = audit_entries(client_for(FG), case=active_case, **{"from": local})
+    assert entry["exchange"] in {e.get("exchange") for e in found}
+    bad = client_for(FG).get("/v1/audit/entries", params={"from": "2026-01-01T00:00:00"})
+    assert bad.status_code == 400

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from broker.api.deps import ServicesDep
 from broker.api.security import AuditAnyCaller, AuditReadCaller
 from broker.audit.store import AuditQuery
 from broker.canonical import canonical_json
+from broker.clock import rfc3339
 from broker.errors import InvalidRequestError
 
 router = APIRouter(tags=["audit"])
@@ -31,6 +33,19 @@ FilterId = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+
 FilterTime = Annotated[str | None, Query(max_length=40, pattern=r"^[0-9T:.+Z-]+$")]
 
 
+def _utc(moment: str | None) -> str | None:
+    """An RFC 3339 filter as the stored form (UTC, `Z`), so text order is time order."""
+    if moment is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(moment)
+    except ValueError as e:
+        raise InvalidRequestError("from and to must be RFC 3339 times") from e
+    if parsed.tzinfo is None:
+        raise InvalidRequestError("from and to need a time zone (RFC 3339)")
+    return rfc3339(parsed)
+
+
 @router.get("/v1/audit/checkpoint")
 def checkpoint(services: ServicesDep, caller: AuditAnyCaller) -> dict[str, Any]:
     _ = caller
@@ -41,16 +56,16 @@ def checkpoint(services: ServicesDep, caller: AuditAnyCaller) -> dict[str, Any]:
 def entries(
     services: ServicesDep,
     caller: AuditAnyCaller,
-    request: Request,
     case: FilterId = None,
     partner: FilterId = None,
     decision: Annotated[str | None, Query(pattern=r"^(permit|partial|deny)$")] = None,
-    from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+    from_: Annotated[
+        str | None, Query(alias="from", max_length=40, pattern=r"^[0-9T:.+Z-]+$")
+    ] = None,
     to: FilterTime = None,
     cursor: Annotated[int | None, Query(ge=-1, le=2**62)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> dict[str, Any]:
-    request.state.principal = caller.principal
     if "audit:read" not in caller.scopes:
         # audit:own: only entries where the caller is requester or provider.
         if partner is not None and partner != caller.principal:
@@ -60,8 +75,8 @@ def entries(
         case=case,
         partner=partner,
         decision=decision,
-        time_from=from_,
-        time_to=to,
+        time_from=_utc(from_),
+        time_to=_utc(to),
         after_index=cursor,
         limit=limit,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from broker.api.deps import ServicesDep
@@ -26,9 +26,8 @@ CASE_ID = r"^[A-Za-z0-9_-]{1,64}$"
 
 @router.post("/v1/cases", status_code=201)
 def create_case(
-    body: CreateCaseRequest, services: ServicesDep, caller: CasesWriteCaller, request: Request
+    body: CreateCaseRequest, services: ServicesDep, caller: CasesWriteCaller
 ) -> JSONResponse:
-    request.state.principal = caller.principal
     case = services.cases.create(caller=caller.principal, request=body, now=services.clock.now())
     return JSONResponse(
         {"id": case.id, "status": case.status.value},
@@ -38,10 +37,7 @@ def create_case(
 
 
 @router.get("/v1/cases/{case_id}")
-def get_case(
-    case_id: str, services: ServicesDep, caller: CasesReadCaller, request: Request
-) -> dict[str, Any]:
-    request.state.principal = caller.principal
+def get_case(case_id: str, services: ServicesDep, caller: CasesReadCaller) -> dict[str, Any]:
     case = services.cases.get(caller=caller.principal, case_id=case_id)
     return case_document(
         case, services.convenant, viewer=caller.principal, now=services.clock.now()
@@ -54,9 +50,7 @@ def admit_partner(
     body: AdmitPartnerRequest,
     services: ServicesDep,
     caller: CasesWriteCaller,
-    request: Request,
 ) -> dict[str, Any]:
-    request.state.principal = caller.principal
     now = services.clock.now()
     case = services.cases.admit(
         caller=caller.principal, case_id=case_id, partner=body.partner, now=now
@@ -70,9 +64,7 @@ def decide_consent(
     body: ConsentRequest,
     services: ServicesDep,
     caller: CasesWriteCaller,
-    request: Request,
 ) -> dict[str, Any]:
-    request.state.principal = caller.principal
     now = services.clock.now()
     case = services.cases.decide_consent(
         caller=caller.principal, case_id=case_id, granted=body.decision == "granted", now=now
@@ -86,9 +78,7 @@ def transition(
     body: TransitionRequest,
     services: ServicesDep,
     caller: CasesWriteCaller,
-    request: Request,
 ) -> dict[str, Any]:
-    request.state.principal = caller.principal
     case = services.cases.transition(
         caller=caller.principal, case_id=case_id, to=body.to, now=services.clock.now()
     )
@@ -96,10 +86,7 @@ def transition(
 
 
 @router.get("/v1/cases/{case_id}/status")
-def case_status(
-    case_id: str, services: ServicesDep, caller: CasesReadCaller, request: Request
-) -> dict[str, Any]:
-    request.state.principal = caller.principal
+def case_status(case_id: str, services: ServicesDep, caller: CasesReadCaller) -> dict[str, Any]:
     return services.cases.status_view(
         caller=caller.principal, case_id=case_id, now=services.clock.now()
     )
@@ -111,9 +98,7 @@ def record_event(
     body: EventRequest,
     services: ServicesDep,
     caller: CasesWriteCaller,
-    request: Request,
 ) -> dict[str, Any]:
-    request.state.principal = caller.principal
     now = services.clock.now()
     case = services.cases.record_event(
         caller=caller.principal, case_id=case_id, kind=body.event, now=now
@@ -127,10 +112,8 @@ def mark_urgent(
     body: UrgencyRequest,
     services: ServicesDep,
     caller: CasesWriteCaller,
-    request: Request,
 ) -> dict[str, Any]:
     """Acute necessity (seed 004 §2): skips the admission criteria, flags every exchange."""
-    request.state.principal = caller.principal
     case = services.cases.mark_urgent(
         caller=caller.principal,
         case_id=case_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header
 
 from broker.api.deps import ServicesDep
 from broker.api.security import ExchangeCaller
@@ -20,10 +20,8 @@ def create_exchange(
     body: ExchangeRequest,
     services: ServicesDep,
     caller: ExchangeCaller,
-    request: Request,
     traceparent: str | None = Header(default=None),
 ) -> dict[str, Any]:
-    request.state.principal = caller.principal
     outcome = services.exchanges.run(
         requester=Requester(
             partner=caller.principal,

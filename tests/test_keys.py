@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from broker.errors import TrustError
@@ -52,7 +52,8 @@ def test_init_writes_owner_only_private_keys_and_public_jwks(store: KeyStore) ->
     assert made == PRINCIPALS
     for principal in PRINCIPALS:
         private = store.root / "private" / f"{principal}.pem"
-        assert private.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+        loaded = serialization.load_pem_private_key(private.read_bytes(), password=None)
+        assert isinstance(loaded, ed25519.Ed25519PrivateKey)  # unencrypted PKCS#8 Ed25519
         assert _mode(private) == 0o600
         jwks = json.loads((store.root / "public" / f"{principal}.jwks.json").read_text())
         (jwk,) = jwks["keys"]

@@ -74,6 +74,7 @@ class ExchangeOutcome:
     withheld: list[dict[str, str]]
     legal_basis: dict[str, str]
     receipt: Receipt
+    policy_version: str
 
     def to_response(self) -> dict[str, Any]:
         return {
@@ -83,6 +84,8 @@ class ExchangeOutcome:
             "withheld": self.withheld,
             "legal_basis": self.legal_basis,
             "receipt": self.receipt.to_dict(),
+            # Additive to contract.md: which policy decided (the audit entry has it too).
+            "policy_version": self.policy_version,
         }
 
 
@@ -154,6 +157,7 @@ class ExchangePipeline:
             withheld=filtered.withheld_public,
             legal_basis=legal_basis,
             receipt=receipt,
+            policy_version=self._policy.version,
         )
 
     # --- steps --------------------------------------------------------------

@@ -16,8 +16,15 @@ import httpx
 import pytest
 
 from adapters.sdk.client import BrokerClient
+from broker.convenant import load_convenant
 from broker.keys import KeyStore
+from broker.policy.engine import PolicyBundle
+from broker.policy.inputs import convenant_data
+from broker.policy.opa import OpaPolicyEngine
+from broker.settings import PROJECT_ROOT
 from broker.stack import LocalStack, start_local_stack
+from tests.conftest import EXAMPLE_CONVENANT
+from tests.support.opa_standin import OpaStandIn
 
 GEMEENTE = "gemeente-lekstroom"
 POLITIE = "politie-lekstroom"
@@ -72,6 +79,9 @@ def exchange_body(case_id: str, **overrides: Any) -> dict[str, Any]:
 BACKENDS = {
     "embedded": {"storage_backend": "sqlite", "cache_backend": "memory"},
     "production": {"storage_backend": "postgres", "cache_backend": "redis"},
+    # Production with the OPA-server client, against the stand-in that serves
+    # the real bundle over OPA's REST API (tests/support/opa_standin.py).
+    "production-opa": {"storage_backend": "postgres", "cache_backend": "redis"},
 }
 
 
@@ -92,8 +102,18 @@ def stack(
         "redis_namespace": f"kbtest:{secrets.token_hex(6)}",
         **backend,
     }
-    with start_local_stack(base=base) as running:
-        yield running
+    if request.param != "production-opa":
+        with start_local_stack(base=base) as running:
+            yield running
+        return
+    bundle = PolicyBundle.from_directory(PROJECT_ROOT / "policies").with_data(
+        convenant_data(load_convenant(EXAMPLE_CONVENANT))
+    )
+    with OpaStandIn() as opa:
+        opa.serve_bundle(bundle, workdir / "bundle")
+        engine = OpaPolicyEngine(url=opa.url, version=bundle.version, timeout_seconds=5.0)
+        with start_local_stack(base=base, policy=engine) as running:
+            yield running
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 import pytest
 
 from adapters.sdk.client import BrokerClient
+from broker.stack import LocalStack
 from tests.e2e.conftest import (
     BUURTTEAM,
     DE_LINGE,
@@ -172,3 +174,25 @@ def test_bad_case_input_is_refused_and_logged(
     logged = audit_entries(client_for(FG), cursor=str(size - 1))
     refusals = [e for e in logged if e.get("requester", {}).get("partner") == GEMEENTE]
     assert [e["reasons"][0]["code"] for e in refusals] == ["invalid_request"]
+
+
+def test_convenant_is_served_to_partners(client_for: Clients) -> None:
+    response = client_for(POLITIE).get("/v1/convenant")
+    assert response.status_code == 200
+    convenant = response.json()
+    assert convenant["id"] == "convenant-woonoverlast-lekstroom"
+    assert {p["role"] for p in convenant["partners"]} == {
+        "gemeente",
+        "politie",
+        "corporatie",
+        "zorg",
+    }
+    police = next(e for e in convenant["exchanges"] if e["id"] == "politie.meldingen")
+    assert police["legal_basis"]["law"] == "Wet politiegegevens"
+    assert set(police) >= {"provider_role", "requester_roles", "fields", "legal_basis"}
+
+
+def test_convenant_needs_a_token(stack: LocalStack) -> None:
+    response = httpx.get(stack.broker_url + "/v1/convenant")
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")

@@ -63,6 +63,7 @@ def test_police_answer_holds_only_convenant_fields(
     assert body["data"], "the police know this subject; something must be disclosed"
     assert set(body["data"]) <= listed
     assert body["legal_basis"]["law"] == "Wet politiegegevens"
+    assert body["policy_version"] == stack.services.policy.version
     text = response.text
     for forbidden in NEVER_DISCLOSED:
         assert forbidden not in text, f"{forbidden!r} leaked into the requester's answer"

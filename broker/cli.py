@@ -17,6 +17,9 @@ import sys
 import threading
 from pathlib import Path
 
+from broker.commands import access_report as access_report_commands
+from broker.commands import audit as audit_commands
+from broker.commands import retention as retention_commands
 from broker.convenant import load_convenant
 from broker.keys import KeyStore
 from broker.policy.embedded import EmbeddedPolicyEngine
@@ -151,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     test = policy.add_parser("test", help="run the Rego unit tests")
     test.add_argument("-v", "--verbose", action="store_true")
     test.set_defaults(handler=_policy_test)
+
+    for group in (audit_commands, retention_commands, access_report_commands):
+        group.register(commands)
     return parser
 
 

@@ -20,7 +20,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker import __version__
 from broker.api.problems import problem
-from broker.api.routes import audit, cases, convenant, exchanges, health, oauth
+from broker.api.routes import (
+    audit,
+    audit_subjects,
+    cases,
+    convenant,
+    dpo,
+    exchanges,
+    health,
+    oauth,
+)
 from broker.api.security import trust_error_handler
 from broker.audit.entries import security_event
 from broker.errors import (
@@ -150,6 +159,6 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     )
     app.state.services = services or build_services(settings)
     install_error_handlers(app)
-    for module in (health, oauth, convenant, cases, exchanges, audit):
+    for module in (health, oauth, convenant, cases, exchanges, audit, audit_subjects, dpo):
         app.include_router(module.router)
     return app

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit policy-test services keys serve bench clean
+.PHONY: demo test lint unit policy-test services keys serve bench browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,11 @@ lint: $(STAMP)
 policy-test: $(STAMP)
 	$(BIN)/ketenbroker policy test
 
-unit: keys services
+# Debian's Chromium for tests/browser (Playwright drives it; it downloads no browser of its own).
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+unit: keys services browser
 	$(BIN)/pytest
 
 test: lint policy-test unit

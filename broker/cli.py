@@ -27,6 +27,8 @@ from broker.policy.embedded import EmbeddedPolicyEngine
 from broker.policy.engine import PolicyBundle
 from broker.policy.inputs import convenant_data
 from broker.policy.rego_tests import run_rego_tests
+from broker.retention.scheduler import RetentionScheduler, scheduler_for
+from broker.services import Services, build_services
 from broker.settings import Settings
 
 BROKER_PORT = 8400
@@ -52,6 +54,18 @@ def _demo(_args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(settings)
 
 
+def _start_retention(services: Services) -> RetentionScheduler:
+    # R7: the retention job runs hourly in `serve`, with the broker's own clock.
+    scheduler = scheduler_for(
+        cases=services.cases,
+        audit=services.audit,
+        convenant=services.convenant,
+        clock=services.clock,
+    )
+    scheduler.start()
+    return scheduler
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -59,7 +73,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from broker.stack import start_local_stack
 
     if args.no_adapters:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+        services = build_services(settings)
+        retention = _start_retention(services)
+        try:
+            app = create_app(settings, services=services)
+            uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+        finally:
+            retention.stop()  # before the services it uses are closed
+            services.close()
         return 0
     ports = {
         partner.id: FIRST_ADAPTER_PORT + n
@@ -73,12 +94,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     print(f"broker  {stack.broker_url}")
     for partner, url in stack.adapter_urls.items():
         print(f"adapter {partner:<26} {url}")
-    print("serving until Ctrl-C")
+    retention = _start_retention(stack.services)
+    print("serving until Ctrl-C; the retention job runs every hour")
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
         pass
     finally:
+        retention.stop()  # before the services it uses are closed
         stack.stop()
     return 0
 

@@ -126,6 +126,15 @@ class PublicKeySet:
 
 def keyset_from_jwks(jwks: Mapping[str, Any]) -> PublicKeySet:
     """Parse a JWKS, accepting only Ed25519 (EdDSA) and P-256 (ES256) signing keys."""
+    try:
+        return _keyset_from_jwks(jwks)
+    except TrustError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise TrustError(f"malformed JWKS: {type(e).__name__}") from e
+
+
+def _keyset_from_jwks(jwks: Mapping[str, Any]) -> PublicKeySet:
     trusted = []
     for jwk in jwks.get("keys", []):
         kty, crv = jwk.get("kty"), jwk.get("crv")

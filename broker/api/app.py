@@ -112,7 +112,11 @@ def install_error_handlers(app: FastAPI) -> None:
         if status == 401:
             headers = {"WWW-Authenticate": f'Bearer error="{error.code}"'}
         log.info("refused %s %s: %s (%s)", request.method, request.url.path, error.code, status)
-        return problem(status, error.code, error.public_detail, headers=headers)
+        # A logged exchange refusal carries its receipt, like an answer does:
+        # the requester can prove later that it was refused, and why.
+        receipt = getattr(error, "receipt", None)
+        extra = {"receipt": receipt.to_dict()} if receipt is not None else None
+        return problem(status, error.code, error.public_detail, headers=headers, extra=extra)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

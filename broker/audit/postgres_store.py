@@ -57,6 +57,11 @@ _SCHEMA = (
     'CREATE INDEX IF NOT EXISTS audit_entries_provider ON audit_entries (provider, "index")',
     'CREATE INDEX IF NOT EXISTS audit_entries_decision ON audit_entries (decision, "index")',
     'CREATE INDEX IF NOT EXISTS audit_entries_time ON audit_entries (time, "index")',
+    # A partner's entries in a time window (audit:own with from/to): see _rows.query_sql.
+    "CREATE INDEX IF NOT EXISTS audit_entries_requester_time"
+    ' ON audit_entries (requester, time, "index")',
+    "CREATE INDEX IF NOT EXISTS audit_entries_provider_time"
+    ' ON audit_entries (provider, time, "index")',
     """
     CREATE OR REPLACE FUNCTION audit_entries_refuse_change() RETURNS trigger
     LANGUAGE plpgsql AS $$

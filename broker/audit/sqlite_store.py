@@ -51,6 +51,9 @@ CREATE INDEX IF NOT EXISTS audit_entries_requester ON audit_entries (requester, 
 CREATE INDEX IF NOT EXISTS audit_entries_provider ON audit_entries (provider, "index");
 CREATE INDEX IF NOT EXISTS audit_entries_decision ON audit_entries (decision, "index");
 CREATE INDEX IF NOT EXISTS audit_entries_time ON audit_entries (time, "index");
+-- A partner's entries in a time window (audit:own with from/to): see _rows.query_sql.
+CREATE INDEX IF NOT EXISTS audit_entries_requester_time ON audit_entries (requester, time, "index");
+CREATE INDEX IF NOT EXISTS audit_entries_provider_time ON audit_entries (provider, time, "index");
 CREATE TRIGGER IF NOT EXISTS audit_entries_no_update BEFORE UPDATE ON audit_entries
 BEGIN SELECT RAISE(ABORT, 'audit_entries is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_entries_no_delete BEFORE DELETE ON audit_entries

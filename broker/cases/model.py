@@ -8,15 +8,19 @@ monitoring, closing) as contract.md names them. Transitions:
     monitoring → plan_van_aanpak   (the plan is adjusted, seed 004 §5.1 "bijstellingen")
 
 `afgesloten` and `geen_complexe_overlast` are final. Anything else is a 409.
+A final case still takes the informing events (`INFORMING_EVENTS`): the
+overlastgever is told within 30 days *after* the approach closes (seed 002
+Tabel 1, §3.9.3, §7.1), so that fact can only be recorded afterwards.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from broker.errors import ConflictError, NotFoundError
+from broker.errors import ConflictError, InvalidRequestError, NotFoundError
 
 
 class CaseStatus(StrEnum):
@@ -81,6 +85,11 @@ class CaseEventKind(StrEnum):
     # R6 (seed 002 Tabel 1, §7.1; §3.7.8): informing the parties.
     overlastgever_geinformeerd = "overlastgever_geinformeerd"
     melder_geinformeerd = "melder_geinformeerd"
+    # R6 (seed 002 §3.4, Tabel 1): a case meeting is planned for `date`, and its
+    # agenda goes out at least 5 working days before it. `agenda_verzonden` may
+    # name the meeting's `date`; without one it serves every meeting planned before it.
+    casusoverleg_gepland = "casusoverleg_gepland"
+    agenda_verzonden = "agenda_verzonden"
 
 
 # Who may record which event: a role of the convenant, or "regisseur" for the case's regisseur.
@@ -90,7 +99,21 @@ EVENT_RECORDERS: dict[CaseEventKind, frozenset[str]] = {
     CaseEventKind.bemiddeling_toestemming_overlastgever: frozenset({"regisseur", "zorg"}),
     CaseEventKind.overlastgever_geinformeerd: frozenset({"regisseur"}),
     CaseEventKind.melder_geinformeerd: frozenset({"regisseur"}),
+    # The regisseur chairs the meeting and sends its agenda (seed 002 §3.4-3.5).
+    CaseEventKind.casusoverleg_gepland: frozenset({"regisseur"}),
+    CaseEventKind.agenda_verzonden: frozenset({"regisseur"}),
 }
+
+# Events a final case still takes: informing the parties after closing (seed 002 §3.9.3, §7.1).
+INFORMING_EVENTS = frozenset(
+    {CaseEventKind.overlastgever_geinformeerd, CaseEventKind.melder_geinformeerd}
+)
+# Events that carry a date: required for a planned meeting, optional for its agenda.
+DATED_EVENTS = frozenset({CaseEventKind.casusoverleg_gepland, CaseEventKind.agenda_verzonden})
+# A meeting is planned weeks ahead (seed 001: every two weeks); a date further
+# than a year from today is a typo, and an unbounded one would let a caller
+# push the agenda term out of sight.
+MAX_MEETING_DISTANCE = timedelta(days=366)
 
 
 @dataclass(frozen=True)
@@ -98,6 +121,8 @@ class CaseEvent:
     kind: CaseEventKind
     by: str
     at: datetime
+    # The meeting's date for casusoverleg_gepland and (optionally) agenda_verzonden.
+    date: dt.date | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +179,14 @@ class Case:
     status_history: tuple[tuple[str, datetime], ...] = field(default_factory=tuple)
     events: tuple[CaseEvent, ...] = ()
     urgency: Urgency | None = None
+    # When the dwelling owner decided on consent (R5's 3-day term); None while
+    # pending, and for cases stored before the broker recorded it.
+    consent_decided_at: datetime | None = None
+
+    def entered(self, status: CaseStatus) -> datetime | None:
+        """When the case last entered `status` (its status history), or None if it never did."""
+        moments = [moment for name, moment in self.status_history if name == status.value]
+        return moments[-1] if moments else None
 
     def has_event(self, kind: CaseEventKind) -> bool:
         return any(event.kind == kind for event in self.events)
@@ -230,18 +263,43 @@ def decide_consent(case: Case, partner_id: str, granted: bool, *, now: datetime)
         replace(p, status=status, since=now) if p.partner == partner_id else p
         for p in case.partners
     )
-    return replace(case, consent=consent, partners=partners, updated_at=now)
+    return replace(case, consent=consent, partners=partners, updated_at=now, consent_decided_at=now)
 
 
-def decide_event(case: Case, kind: CaseEventKind, *, by: str, role: str, now: datetime) -> Case:
-    """Record a fact on the case if the recorder may (EVENT_RECORDERS)."""
+def decide_event(
+    case: Case,
+    kind: CaseEventKind,
+    *,
+    by: str,
+    role: str,
+    now: datetime,
+    date: dt.date | None = None,
+) -> Case:
+    """Record a fact on the case if the recorder may (EVENT_RECORDERS).
+
+    `date` is the meeting's date: required for `casusoverleg_gepland`,
+    optional for `agenda_verzonden`, refused for every other event.
+    """
     allowed = EVENT_RECORDERS[kind]
     as_regisseur = "regisseur" in allowed and case.regisseur == by
     if not as_regisseur and role not in allowed:
         raise ConflictError(f"a partner with role {role!r} cannot record {kind.value!r}")
-    if case.status in (CaseStatus.afgesloten, CaseStatus.geen_complexe_overlast):
-        raise ConflictError(f"cannot record events on a case in state {case.status.value!r}")
-    event = CaseEvent(kind=kind, by=by, at=now)
+    final = case.status in (CaseStatus.afgesloten, CaseStatus.geen_complexe_overlast)
+    if final and kind not in INFORMING_EVENTS:
+        raise ConflictError(
+            f"cannot record {kind.value!r} on a case in state {case.status.value!r}"
+        )
+    if kind == CaseEventKind.casusoverleg_gepland and date is None:
+        raise InvalidRequestError(f"expected the meeting's date with {kind.value!r}, got none")
+    if date is not None:
+        if kind not in DATED_EVENTS:
+            raise InvalidRequestError(f"expected no date with {kind.value!r}, got {date!r}")
+        if abs(date - now.date()) > MAX_MEETING_DISTANCE:
+            raise InvalidRequestError(
+                f"expected a meeting date within {MAX_MEETING_DISTANCE.days} days of"
+                f" {now.date().isoformat()}, got {date.isoformat()}"
+            )
+    event = CaseEvent(kind=kind, by=by, at=now, date=date)
     return replace(case, events=(*case.events, event), updated_at=now)
 
 

@@ -7,13 +7,17 @@ Who may do what (contract.md, cases):
 * consent: the corporation that owns the dwelling (seed 004 §5.2).
 
 These are rules about the register itself. What may flow in an exchange is
-decided by the Rego policy, not here.
+decided by the Rego policy, not here. The R6 terms in the status view come
+from `broker.deadlines`; listing and destroying for the retention job
+(broker/retention) go through here to the store.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
-from datetime import datetime, timedelta
+from collections.abc import Collection, Iterator
+from datetime import datetime
 from typing import Any
 
 from broker.cases.model import (
@@ -36,7 +40,9 @@ from broker.cases.model import (
 from broker.cases.requests import CreateCaseRequest
 from broker.cases.store import CaseStore
 from broker.convenant import Convenant, PartnerRole
+from broker.deadlines import case_deadlines
 from broker.errors import InvalidRequestError, NotFoundError, RefusalError
+from broker.retention.stats import CaseStatistic, StatisticsRow
 
 PARTICULIER = "particulier"
 
@@ -148,11 +154,19 @@ class CaseRegister:
         return self._store.update(decide_transition(case, to, now=now))
 
     def record_event(
-        self, *, caller: str, case_id: str, kind: CaseEventKind, now: datetime
+        self,
+        *,
+        caller: str,
+        case_id: str,
+        kind: CaseEventKind,
+        now: datetime,
+        date: dt.date | None = None,
     ) -> Case:
         case = self.get(caller=caller, case_id=case_id)
         role = self._convenant.role_of(caller) or ""
-        return self._store.update(decide_event(case, kind, by=caller, role=role, now=now))
+        return self._store.update(
+            decide_event(case, kind, by=caller, role=role, now=now, date=date)
+        )
 
     def mark_urgent(self, *, caller: str, case_id: str, justification: str, now: datetime) -> Case:
         case = self._regisseur_case(caller, case_id)
@@ -162,6 +176,29 @@ class CaseRegister:
 
     def data_key(self, case_id: str) -> bytes | None:
         return self._store.data_key(case_id)
+
+    # ---- for jobs and the DPO (no caller: these are not partner operations) ----
+
+    def case_ids(self) -> list[str]:
+        return self._store.case_ids()
+
+    def cases_in_states(self, states: Collection[CaseStatus]) -> Iterator[Case]:
+        """Cases in `states` without their personal data (see SqlCaseStore.cases_in_states)."""
+        return self._store.cases_in_states(states)
+
+    def destroy_personal_data(
+        self, case_id: str, *, now: datetime, statistic: CaseStatistic | None
+    ) -> bool:
+        return self._store.destroy_personal_data(case_id, now=now, statistic=statistic)
+
+    def unlogged_destructions(self) -> list[str]:
+        return self._store.unlogged_destructions()
+
+    def mark_destruction_logged(self, case_id: str) -> None:
+        self._store.mark_destruction_logged(case_id)
+
+    def statistics(self) -> list[StatisticsRow]:
+        return self._store.statistics()
 
     def ping(self) -> None:
         self._store.ping()
@@ -197,34 +234,9 @@ def case_status_document(
         "status": case.status.value,
         "regisseur": case.regisseur,
         "partners": partners,
-        "deadlines": case_deadlines(case, convenant, now=now),
+        # R6: contract.md's {"kind", "due", "met"} plus "overdue" and "met_at".
+        "deadlines": [d.to_dict() for d in case_deadlines(case, convenant, now=now)],
     }
-
-
-def case_deadlines(case: Case, convenant: Convenant, *, now: datetime) -> list[dict[str, Any]]:
-    """The R6 terms the register can see for itself: consent and intake decision."""
-    terms = convenant.terms.deadlines
-    deadlines = []
-    if case.consent != Consent.not_required:
-        deadlines.append(
-            {
-                "kind": "corporation_consent",
-                "due": (
-                    case.created_at + timedelta(days=terms.corporation_consent_days)
-                ).isoformat(),
-                "met": case.consent != Consent.pending,
-            }
-        )
-    decided = case.status != CaseStatus.aangemeld
-    deadlines.append(
-        {
-            "kind": "intake_decision",
-            "due": (case.created_at + timedelta(days=terms.intake_decision_days)).isoformat(),
-            "met": decided,
-        }
-    )
-    _ = now  # overdue reporting by the clock comes with the DPO's deadline view
-    return deadlines
 
 
 def case_document(
@@ -256,7 +268,10 @@ def case_document(
         "updated_at": case.updated_at.isoformat(),
         "personal_data_destroyed": case.personal_data_destroyed,
         "events": [
-            {"event": e.kind.value, "by": e.by, "at": e.at.isoformat()} for e in case.events
+            {"event": e.kind.value, "by": e.by, "at": e.at.isoformat()}
+            # A planned meeting's date (R6 agenda term); other events carry none.
+            | ({"date": e.date.isoformat()} if e.date is not None else {})
+            for e in case.events
         ],
         "urgent": (
             {"by": case.urgency.by, "since": case.urgency.since.isoformat()}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from broker.cases.model import CaseEventKind, CaseKind, CaseStatus, SubjectRole
+from broker.cases.model import DATED_EVENTS, CaseEventKind, CaseKind, CaseStatus, SubjectRole
 from broker.convenant.model import IDENTIFIER
 
 # Dutch postcodes: four digits (first not 0), optional space, two capital letters.
@@ -65,6 +66,18 @@ class TransitionRequest(_Strict):
 
 class EventRequest(_Strict):
     event: CaseEventKind
+    # The meeting's date (R6, seed 002 §3.4): required with casusoverleg_gepland,
+    # optional with agenda_verzonden (which meeting it is for), refused otherwise.
+    # `dt.date`: a field named `date` annotated `date` would see itself, not the type.
+    date: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _date_fits_the_event(self) -> EventRequest:
+        if self.event == CaseEventKind.casusoverleg_gepland and self.date is None:
+            raise ValueError("casusoverleg_gepland needs the meeting's date")
+        if self.date is not None and self.event not in DATED_EVENTS:
+            raise ValueError(f"{self.event.value} takes no date")
+        return self
 
 
 class UrgencyRequest(_Strict):

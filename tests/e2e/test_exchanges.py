@@ -225,6 +225,7 @@ def test_refusal_carries_its_code_and_is_logged(
     assert problem["code"] == code
     assert problem["detail"], "every refusal says why"
     assert "data" not in problem
+    assert isinstance(problem["receipt"]["log_index"], int), "a refusal carries its receipt"
     denials = [
         e
         for e in audit_entries(client_for(FG), case=case_id, decision="deny")
@@ -240,7 +241,10 @@ def test_absent_and_foreign_cases_look_the_same(client_for: Clients, active_case
     foreign = stranger.post("/v1/exchanges", json=exchange_body(active_case))
     absent = stranger.post("/v1/exchanges", json=exchange_body("case_" + "0" * 32))
     assert foreign.status_code == absent.status_code == 404
-    assert foreign.json() == absent.json()
+    # Each refusal has its own receipt (its own log entry); nothing else differs.
+    foreign_body, absent_body = foreign.json(), absent.json()
+    assert foreign_body.pop("receipt")["log_index"] != absent_body.pop("receipt")["log_index"]
+    assert foreign_body == absent_body
 
 
 def test_unknown_request_fields_are_rejected(client_for: Clients, active_case: str) -> None:

@@ -101,7 +101,7 @@ def record_event(
 ) -> dict[str, Any]:
     now = services.clock.now()
     case = services.cases.record_event(
-        caller=caller.principal, case_id=case_id, kind=body.event, now=now
+        caller=caller.principal, case_id=case_id, kind=body.event, now=now, date=body.date
     )
     return {"case": case.id, "events": [e.kind.value for e in case.events]}
 

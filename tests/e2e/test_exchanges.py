@@ -316,3 +316,14 @@ def test_audit_time_filters_understand_offsets(client_for: Clients, active_case:
     assert entry["exchange"] in {e.get("exchange") for e in found}
     bad = client_for(FG).get("/v1/audit/entries", params={"from": "2026-01-01T00:00:00"})
     assert bad.status_code == 400
+
+
+def test_dpo_can_have_the_log_verified_on_the_server(client_for: Clients, active_case: str) -> None:
+    client_for(GEMEENTE).post("/v1/exchanges", json=exchange_body(active_case))
+    response = client_for(FG).get("/v1/audit/verification")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ok"] is True
+    assert body["size"] == body["checkpoint"]["size"]
+    assert body["root_hash"] == body["checkpoint"]["root_hash"]
+    assert client_for(GEMEENTE).get("/v1/audit/verification").status_code == 403

@@ -150,3 +150,12 @@ def decisions(
     """The policy decisions behind one exchange (OPA-style decision log), for the DPO."""
     _ = caller
     return {"decisions": [r.to_dict() for r in services.decisions.for_exchange(exchange)]}
+
+
+@router.get("/v1/audit/verification")
+def verification(services: ServicesDep, caller: AuditReadCaller) -> dict[str, Any]:
+    """Recompute every leaf and the root now, against a fresh signed checkpoint (DPO)."""
+    _ = caller
+    checkpoint = services.audit.checkpoint()
+    report = services.audit.verify(trusted=[checkpoint])
+    return {**report.to_dict(), "checkpoint": checkpoint.to_dict()}

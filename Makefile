@@ -48,6 +48,7 @@ test: lint policy-test unit
 bench: keys
 	$(BIN)/python -m bench.policy_decision
 	$(BIN)/python -m bench.exchange_latency
+	$(BIN)/python -m bench.audit_scale --sizes 100000 --budget 300
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

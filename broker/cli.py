@@ -20,6 +20,7 @@ from pathlib import Path
 from broker.commands import access_report as access_report_commands
 from broker.commands import audit as audit_commands
 from broker.commands import dpo as dpo_commands
+from broker.commands import keys as keys_commands
 from broker.commands import retention as retention_commands
 from broker.convenant import load_convenant
 from broker.keys import KeyStore
@@ -179,7 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("-v", "--verbose", action="store_true")
     test.set_defaults(handler=_policy_test)
 
-    for group in (audit_commands, retention_commands, access_report_commands, dpo_commands):
+    for group in (
+        audit_commands,
+        retention_commands,
+        access_report_commands,
+        dpo_commands,
+        keys_commands,
+    ):
         group.register(commands)
     return parser
 

@@ -305,7 +305,7 @@ class Demo:
         sample = next(
             e
             for e in verified["entries"]
-            if e.get("query") == "politie.meldingen" and e["decision"] != "deny"
+            if e.get("query") == "politie.meldingen" and e["decision"] in {"permit", "partial"}
         )
         story.show(
             "One entry as the DPO sees it (no names, no values: a pseudonym and a payload hash)",
@@ -326,7 +326,10 @@ class Demo:
             },
         )
         hidden = next(
-            e for e in verified["entries"] if e.get("exchange") == self.police_b["exchange"]
+            e
+            for e in verified["entries"]
+            if e.get("exchange") == self.police_b["exchange"]
+            and e["decision"] in {"permit", "partial"}
         )
         story.show(
             "What the DPO sees for the R3 exchange (the true reasons)",

@@ -13,13 +13,15 @@ maps each cause to one kind of answer::
     ├── InputError                     the request itself is wrong (400/404/409)
     │   ├── InvalidRequestError        malformed or unknown fields
     │   ├── ConvenantError             convenant file fails its schema
+    │   ├── PayloadTooLargeError       a body beyond its bound (413)
     │   ├── NotFoundError              unknown, or not visible to the caller
     │   └── ConflictError              state does not allow the change (409)
     ├── RefusalError                   the policy said no; carries a contract `code`
+    ├── RateLimitedError               over a rate limit or quota; carries `retry_after` (429)
     └── BackendUnavailableError        a dependency failed; fail closed (503)
         ├── AuditWriteError            the audit entry could not be made durable
         ├── PolicyUnavailableError     no usable policy decision
-        ├── CacheUnavailableError      replay cache unreachable
+        ├── CacheUnavailableError      replay cache or rate limiter unreachable
         └── AdapterUnavailableError    provider adapter unreachable or broken
 
 Messages say what was expected and what was got; they are for logs and the
@@ -80,6 +82,11 @@ class ConvenantError(InputError):
     public_detail = "The convenant file is not valid."
 
 
+class PayloadTooLargeError(InputError):
+    code = "payload_too_large"
+    public_detail = "The request body is too large."
+
+
 class NotFoundError(InputError):
     code = "not_found"
     public_detail = "The resource does not exist or is not visible to you."
@@ -101,6 +108,24 @@ class RefusalError(KetenbrokerError):
         self.public_detail = reason
 
 
+class RateLimitedError(KetenbrokerError):
+    """A partner or acting user went over a rate limit or quota (429).
+
+    `retry_after` is the whole seconds until the request would fit, for the
+    `Retry-After` header; `limit_name` names the `RateLimits` field.
+    """
+
+    code = "rate_limited"
+    public_detail = "Too many requests; retry after the number of seconds in Retry-After."
+
+    def __init__(self, message: str, *, retry_after: int, limit_name: str) -> None:
+        super().__init__(message)
+        if retry_after < 1:
+            raise ValueError(f"expected retry_after >= 1 second, got {retry_after!r}")
+        self.retry_after = retry_after
+        self.limit_name = limit_name
+
+
 class BackendUnavailableError(KetenbrokerError):
     code = "service_unavailable"
     public_detail = "A service the broker depends on is unavailable; nothing was disclosed."
@@ -118,7 +143,7 @@ class PolicyUnavailableError(BackendUnavailableError):
 
 class CacheUnavailableError(BackendUnavailableError):
     code = "cache_unavailable"
-    public_detail = "The replay cache is unavailable; nothing was disclosed."
+    public_detail = "A cache the broker depends on is unavailable; nothing was disclosed."
 
 
 class AdapterUnavailableError(BackendUnavailableError):

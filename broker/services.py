@@ -3,11 +3,17 @@
 This is the one place that chooses implementations (SQLite or PostgreSQL,
 in-process or Redis cache, embedded or OPA engine). Everything else receives
 its collaborators through constructors (style.md §2).
+
+It is also where a starting broker reconciles the audit log: intents that a
+killed broker left without a closing entry are closed as not disclosed
+before this process serves anything (`broker.exchange.reconcile` says why
+start-up, and when a young intent must be left to a live peer).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import redis
 from redis.backoff import NoBackoff
@@ -25,12 +31,20 @@ from broker.clock import Clock, SystemClock
 from broker.convenant import Convenant, load_convenant
 from broker.exchange.gateway import AdapterGateway
 from broker.exchange.pipeline import ExchangePipeline
+from broker.exchange.reconcile import (
+    ReconcileReport,
+    claim_writer,
+    in_flight_limit,
+    reconcile,
+    shared_grace,
+)
 from broker.keys import KeyStore
 from broker.policy.decision_log import SqlDecisionLog
 from broker.policy.embedded import EmbeddedPolicyEngine
 from broker.policy.engine import PolicyBundle, PolicyEngine
 from broker.policy.inputs import convenant_data
 from broker.policy.opa import OpaPolicyEngine
+from broker.ratelimit import MemoryRateLimiter, RateLimiter, RateLimits, RedisRateLimiter
 from broker.settings import Settings
 from broker.sql import SqlConnection
 
@@ -51,6 +65,10 @@ class Services:
     adapters: AdapterGateway
     exchanges: ExchangePipeline
     decisions: SqlDecisionLog
+    # What the start-up reconciliation closed (broker.exchange.reconcile).
+    reconciled: ReconcileReport
+    rate_limiter: RateLimiter
+    rate_limits: RateLimits
     _closers: list[object] = field(default_factory=list)
 
     def close(self) -> None:
@@ -89,18 +107,29 @@ def build_sql_connection(settings: Settings) -> SqlConnection:
     )
 
 
+def build_redis_client(settings: Settings) -> redis.Redis:
+    # Fail fast: with redis-py's default retries an outage made each token
+    # request hang for seconds; without Redis there is no answer anyway.
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
 def build_replay_cache(settings: Settings, clock: Clock) -> ReplayCache:
     if settings.cache_backend == "redis":
-        # Fail fast: with redis-py's default retries an outage made each token
-        # request hang for seconds; without Redis there is no answer anyway.
-        client = redis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=1.0,
-            socket_connect_timeout=1.0,
-            retry=Retry(NoBackoff(), 0),
-        )
-        return RedisReplayCache(client, namespace=settings.redis_namespace)
+        return RedisReplayCache(build_redis_client(settings), namespace=settings.redis_namespace)
     return MemoryReplayCache(clock=clock)
+
+
+def build_rate_limiter(settings: Settings) -> RateLimiter:
+    if settings.cache_backend == "redis":
+        # Shared by every broker process: limits hold however requests are
+        # spread over processes. Keys under {namespace}:ratelimit:...
+        return RedisRateLimiter(build_redis_client(settings), namespace=settings.redis_namespace)
+    return MemoryRateLimiter()
 
 
 def build_services(
@@ -116,6 +145,25 @@ def build_services(
     broker_key = keys.signing_key(BROKER_PRINCIPAL)
     store = audit_store or build_audit_store(settings)
     audit = AuditLog(store=store, signing_key=broker_key, clock=clock)
+    limit = in_flight_limit(
+        adapter_timeout_seconds=settings.adapter_timeout_seconds,
+        policy_timeout_seconds=settings.policy_timeout_seconds,
+    )
+    # Sole writer of a SQLite log (proved by a file lock, not assumed): every
+    # open intent is a dead process's, close them all. Otherwise (PostgreSQL,
+    # a peer on the same file, or a store passed in whose file we do not
+    # know) close only intents no live peer can still be working on.
+    on_sqlite = audit_store is None and settings.storage_backend == "sqlite"
+    writer = claim_writer(sqlite_path=settings.sqlite_path if on_sqlite else None)
+    try:
+        reconciled = reconcile(
+            audit,
+            now=clock.now(),
+            grace=timedelta(0) if writer.sole else shared_grace(limit),
+        )
+    except BaseException:
+        writer.close()
+        raise
     sql = build_sql_connection(settings)
     cases = CaseRegister(store=SqlCaseStore(sql, kek=keys.data_kek()), convenant=convenant)
     decisions = SqlDecisionLog(sql)
@@ -150,7 +198,12 @@ def build_services(
             audit=audit,
             decisions=decisions,
             clock=clock,
+            signing_key=broker_key,
+            in_flight_limit=limit,
         ),
         decisions=decisions,
-        _closers=[store, sql],
+        reconciled=reconciled,
+        rate_limiter=build_rate_limiter(settings),
+        rate_limits=settings.rate_limits,
+        _closers=[store, sql, writer],
     )

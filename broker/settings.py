@@ -17,6 +17,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broker.ratelimit.policy import RateLimits
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # RFC 9068 / contract.md: access tokens live at most five minutes.
@@ -50,6 +52,10 @@ class Settings(BaseSettings):
     adapter_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
     access_token_ttl_seconds: int = Field(default=300, ge=30, le=MAX_ACCESS_TOKEN_TTL_SECONDS)
+
+    # Per partner and per acting user (issue 5 §6); JSON in the environment,
+    # e.g. KETENBROKER_RATE_LIMITS='{"partner_exchanges_per_day": 2000}'.
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
 
     @model_validator(mode="after")
     def _profile_defaults(self) -> Settings:

@@ -35,6 +35,7 @@ class SqlConnection:
     def __init__(self, *, dialect: Dialect, sqlite_path: Path | None = None, dsn: str = "") -> None:
         self.dialect = dialect
         self._lock = threading.Lock()
+        self._closed = False
         self._raw: Any
         if dialect == "sqlite":
             if sqlite_path is None:
@@ -46,6 +47,7 @@ class SqlConnection:
             self._raw.execute("PRAGMA synchronous=FULL")
             self._raw.execute("PRAGMA busy_timeout=5000")
         else:
+            self._dsn = dsn
             self._raw = psycopg.connect(dsn, autocommit=True)
 
     def blob_type(self) -> str:
@@ -54,10 +56,26 @@ class SqlConnection:
     def _translate(self, sql: str) -> str:
         return sql if self.dialect == "sqlite" else sql.replace("?", "%s")
 
+    def _usable_postgres(self) -> None:
+        """Replace a connection lost in a PostgreSQL outage, so the register recovers.
+
+        psycopg marks a connection `broken` after a network or server failure
+        and never heals it; without this, every later call would stay a 503.
+        """
+        if self._closed:
+            raise psycopg.OperationalError("the connection was closed by its owner")
+        if self._raw.closed or self._raw.broken:
+            try:
+                self._raw.close()
+            finally:
+                self._raw = psycopg.connect(self._dsn, autocommit=True)
+
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
         """One atomic unit: commit on success, roll back on any error."""
         with self._lock:
+            if self.dialect == "postgres":
+                self._usable_postgres()
             cursor = _TranslatingCursor(self._raw.cursor(), self._translate)
             if self.dialect == "sqlite":
                 self._raw.execute("BEGIN IMMEDIATE")
@@ -73,6 +91,7 @@ class SqlConnection:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True  # an owner's close is final: never reconnect after it
             self._raw.close()
 
 

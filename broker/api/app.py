@@ -12,14 +12,17 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from broker import __version__
-from broker.api.problems import problem
+from broker.api.body_guard import JsonBodyGuard
+from broker.api.problems import problem, with_problem_responses
 from broker.api.routes import (
     audit,
     audit_subjects,
@@ -41,6 +44,8 @@ from broker.errors import (
     InvalidTokenError,
     KetenbrokerError,
     NotFoundError,
+    PayloadTooLargeError,
+    RateLimitedError,
     RefusalError,
     TrustError,
 )
@@ -53,9 +58,11 @@ log = logging.getLogger("ketenbroker.api")
 
 # Most specific first: the first class an error is an instance of decides.
 STATUS_BY_CAUSE: tuple[tuple[type[KetenbrokerError], int], ...] = (
+    (RateLimitedError, 429),  # RFC 6585 §4
     (InsufficientScopeError, 403),
     (AdapterTrustError, 502),  # the provider's answer did not verify: a bad gateway
     (TrustError, 401),
+    (PayloadTooLargeError, 413),
     (NotFoundError, 404),
     (ConflictError, 409),
     (InputError, 400),
@@ -67,6 +74,11 @@ def status_for(error: KetenbrokerError) -> int:
     if isinstance(error, RefusalError):
         return error.status
     return next((status for cause, status in STATUS_BY_CAUSE if isinstance(error, cause)), 500)
+
+
+def _route_of(request: Request) -> str:
+    """The matched route's template: the raw path may carry attacker text (log injection)."""
+    return str(getattr(request.scope.get("route"), "path", "unrouted"))
 
 
 def _record_refusal(request: Request, code: str, detail: str) -> bool:
@@ -95,6 +107,22 @@ def _record_refusal(request: Request, code: str, detail: str) -> bool:
     return True
 
 
+# Every method some route of the broker serves; a 405 names those of its path.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the request's path serves (RFC 9110 §15.5.6), asked of the router itself."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     # Bearer-token refusals get RFC 6750 §3 challenges; they are logged by the
     # security dependency itself (broker/api/security.py).
@@ -111,7 +139,10 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = None
         if status == 401:
             headers = {"WWW-Authenticate": f'Bearer error="{error.code}"'}
-        log.info("refused %s %s: %s (%s)", request.method, request.url.path, error.code, status)
+        if isinstance(error, RateLimitedError):
+            # RFC 9110 §10.2.3: delay-seconds, a whole number >= 1 (guard.py).
+            headers = {"Retry-After": str(error.retry_after)}
+        log.info("refused %s %s: %s (%s)", request.method, _route_of(request), error.code, status)
         # A logged exchange refusal carries its receipt, like an answer does:
         # the requester can prove later that it was refused, and why.
         receipt = getattr(error, "receipt", None)
@@ -135,14 +166,19 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        return problem(error.status_code, code, "The request could not be served.")
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            # RFC 9110 §15.5.6: Allow names every method of the resource;
+            # Starlette names only those of the first route that matched.
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return problem(error.status_code, code, "The request could not be served.", headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, _error: Exception) -> JSONResponse:
         # Fail closed and say nothing about internals.
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        log.exception("unexpected error on %s %s", request.method, _route_of(request))
         return problem(500, "internal_error", "The request could not be completed.")
 
 
@@ -163,6 +199,15 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     )
     app.state.services = services or build_services(settings)
     install_error_handlers(app)
+    app.add_middleware(JsonBodyGuard)
     for module in (health, oauth, convenant, cases, exchanges, audit, audit_subjects, dpo):
         app.include_router(module.router)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = with_problem_responses(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
     return app

@@ -49,3 +49,50 @@ def problem(
     if extra:
         body.update(extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+# What every /v1 operation may answer besides success (contract.md, General).
+# FastAPI's default 422 is never sent: validation failures are 400 problems.
+PROBLEM_RESPONSES: dict[int, str] = {
+    400: "Not a valid request (code invalid_request).",
+    401: "No valid access token or DPoP proof (code invalid_token).",
+    403: "The token lacks the scope, or the convenant refuses (see code).",
+    404: "Unknown, or not the caller's to know about (no existence leak).",
+    429: "Too many requests (code rate_limited; Retry-After).",
+    503: "A backend is unavailable (code *_unavailable).",
+}
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+    },
+}
+
+
+def with_problem_responses(document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with the problem answers the API gives, and without 422."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    answer = {"$ref": "#/components/schemas/Problem"}
+    for path, operations in document.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            if not path.startswith("/v1/"):
+                continue
+            for status, description in PROBLEM_RESPONSES.items():
+                responses.setdefault(
+                    str(status),
+                    {
+                        "description": description,
+                        "content": {PROBLEM_MEDIA_TYPE: {"schema": answer}},
+                    },
+                )
+    return document

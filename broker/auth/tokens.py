@@ -2,12 +2,16 @@
 
 What it does: `AccessTokenIssuer` signs a JWT access token in the RFC 9068
 profile (header `typ: at+jwt`; claims iss, sub, aud, client_id, scope, iat,
-exp, jti, plus the broker's own `role` and `function`); `verify_access_token`
-checks one against the broker's pinned keys and a `now` passed in and
-returns `AccessClaims`, the only way to obtain them (style.md §7).
+exp, jti, plus the broker's own `role` and `function`); a sender-constrained
+token also carries `cnf: {"jkt": ...}`, the thumbprint of the client's DPoP
+key (RFC 9449 §6.1), and is issued with token_type `DPoP` (RFC 9449 §5).
+`verify_access_token` checks one against the broker's pinned keys and a
+`now` passed in and returns `AccessClaims`, the only way to obtain them
+(style.md §7); `AccessClaims.jkt` is None for a bearer token.
 
-What it does not: decide who gets which scopes (`token_service` does, from
-the convenant), nor read HTTP headers (`broker.api.security` does).
+What it does not: decide who gets which scopes or whether a token must be
+bound (`token_service` does, from the convenant), check a DPoP proof
+(`broker.auth.dpop`), nor read HTTP headers (`broker.api.security` does).
 
 Why JWTs and not opaque tokens: the broker is its own resource server, so
 verifying needs no lookup; the five-minute lifetime bounds what a stolen
@@ -16,6 +20,7 @@ token is worth, since there is no revocation list.
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +43,13 @@ REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope
 
 KNOWN_SCOPES = frozenset(SCOPES)
 
+# RFC 9449 §5 token types: bound to a DPoP key, or a plain RFC 6750 bearer token.
+DPOP_TOKEN_TYPE = "DPoP"  # noqa: S105  # a token type, not a secret
+BEARER_TOKEN_TYPE = "Bearer"  # noqa: S105  # a token type, not a secret
+
+# RFC 9449 §6.1: cnf.jkt is the base64url SHA-256 thumbprint (RFC 7638): 43 chars.
+_JKT = re.compile(r"[A-Za-z0-9_-]{43}")
+
 
 @dataclass(frozen=True)
 class AccessClaims:
@@ -47,6 +59,8 @@ class AccessClaims:
     jti: str
     expires_at: datetime
     function: str | None
+    # The DPoP key the token is bound to (RFC 9449 §6.1), None for a bearer token.
+    jkt: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,7 +68,7 @@ class IssuedToken:
     """The RFC 6749 §5.1 answer of the token endpoint."""
 
     access_token: str
-    token_type: str = "Bearer"  # noqa: S105  # RFC 6750 token type, not a secret
+    token_type: str = BEARER_TOKEN_TYPE
     expires_in: int
     scope: str
 
@@ -77,7 +91,9 @@ class AccessTokenIssuer:
         function: str | None,
         scopes: frozenset[str],
         now: datetime,
+        jkt: str | None = None,
     ) -> IssuedToken:
+        """Sign a token; with `jkt`, bound to that DPoP key (RFC 9449 §6.1)."""
         if not scopes:
             # A token that allows nothing is a bug upstream, not a token.
             raise ValueError("expected at least one scope, got none")
@@ -100,13 +116,22 @@ class AccessTokenIssuer:
         }
         if function is not None:
             claims["function"] = function
+        if jkt is not None:
+            if not _JKT.fullmatch(jkt):
+                raise ValueError(f"expected a 43-char base64url jkt, got {jkt!r}")
+            claims["cnf"] = {"jkt": jkt}
         token = jwt.encode(
             claims,
             self._signing_key.private_key,
             algorithm=self._signing_key.alg,
             headers={"typ": ACCESS_TOKEN_TYP, "kid": self._signing_key.kid},
         )
-        return IssuedToken(access_token=token, expires_in=self._ttl_seconds, scope=scope)
+        return IssuedToken(
+            access_token=token,
+            token_type=DPOP_TOKEN_TYPE if jkt is not None else BEARER_TOKEN_TYPE,
+            expires_in=self._ttl_seconds,
+            scope=scope,
+        )
 
 
 def verify_access_token(
@@ -158,4 +183,24 @@ def verify_access_token(
         jti=claims["jti"],
         expires_at=expires_at,
         function=function,
+        jkt=_bound_key(claims),
     )
+
+
+def _bound_key(claims: dict[str, object]) -> str | None:
+    """The token's `cnf.jkt` (RFC 9449 §6.1), or None when it has no `cnf`.
+
+    The broker issues `cnf` with exactly one member, `jkt`; anything else
+    (another confirmation method, RFC 7800 §3) is not ours and is refused
+    rather than ignored, which would turn a bound token into a bearer one.
+    """
+    if "cnf" not in claims:
+        return None
+    cnf = claims["cnf"]
+    if not isinstance(cnf, dict) or set(cnf) != {"jkt"}:
+        shown = sorted(cnf) if isinstance(cnf, dict) else type(cnf).__name__
+        raise InvalidTokenError(f"expected cnf with jkt only, got {shown!r}")
+    jkt = cnf["jkt"]
+    if not isinstance(jkt, str) or not _JKT.fullmatch(jkt):
+        raise InvalidTokenError(f"expected cnf.jkt as a 43-char base64url thumbprint, got {jkt!r}")
+    return jkt

@@ -15,6 +15,7 @@ from `broker.deadlines`; listing and destroying for the retention job
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 from collections.abc import Collection, Iterator
 from datetime import datetime
@@ -45,6 +46,8 @@ from broker.errors import InvalidRequestError, NotFoundError, RefusalError
 from broker.retention.stats import CaseStatistic, StatisticsRow
 
 PARTICULIER = "particulier"
+# What new_case_id makes; anything else is not a case of this register.
+CASE_ID = re.compile(r"case_[0-9a-f]{32}")
 
 
 def new_case_id() -> str:
@@ -127,10 +130,14 @@ class CaseRegister:
         return case
 
     def load(self, case_id: str) -> Case | None:
+        # An id that cannot be one of ours is simply absent: the same 404 as any
+        # unknown case, and NUL or wildcards never reach a database driver.
+        if not CASE_ID.fullmatch(case_id):
+            return None
         return self._store.load(case_id)
 
     def get(self, *, caller: str, case_id: str) -> Case:
-        return require_visible(self._store.load(case_id), caller)
+        return require_visible(self.load(case_id), caller)
 
     def _regisseur_case(self, caller: str, case_id: str) -> Case:
         case = self.get(caller=caller, case_id=case_id)
@@ -144,7 +151,7 @@ class CaseRegister:
         return self._store.update(decide_admission(case, partner, now=now))
 
     def decide_consent(self, *, caller: str, case_id: str, granted: bool, now: datetime) -> Case:
-        case = self._store.load(case_id)
+        case = self.load(case_id)
         if case is None or case.partner_entry(caller) is None:
             raise NotFoundError("case not found or not visible to this partner")
         return self._store.update(decide_consent(case, caller, granted, now=now))

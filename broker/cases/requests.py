@@ -6,10 +6,11 @@ import datetime as dt
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from broker.cases.model import DATED_EVENTS, CaseEventKind, CaseKind, CaseStatus, SubjectRole
 from broker.convenant.model import IDENTIFIER
+from broker.text import PrintableText
 
 # Dutch postcodes: four digits (first not 0), optional space, two capital letters.
 POSTCODE = r"^[1-9][0-9]{3} ?[A-Z]{2}$"
@@ -22,23 +23,17 @@ class _Strict(BaseModel):
 
 class AddressIn(_Strict):
     postcode: str = Field(pattern=POSTCODE)
-    huisnummer: int = Field(ge=1, le=99999)
+    # StrictInt: JSON `true` must not become house number 1.
+    huisnummer: StrictInt = Field(ge=1, le=99999)
     toevoeging: str | None = Field(default=None, max_length=10, pattern=r"^[A-Za-z0-9-]+$")
-    plaats: str = Field(min_length=1, max_length=80)
+    plaats: PrintableText = Field(min_length=1, max_length=80)
 
 
 class SubjectIn(_Strict):
     ref: str = Field(pattern=SUBJECT_REF)
     role: SubjectRole
-    name: str = Field(min_length=1, max_length=200)
+    name: PrintableText = Field(min_length=1, max_length=200)
     birth_date: date
-
-    @field_validator("name")
-    @classmethod
-    def _printable(cls, value: str) -> str:
-        if any(not ch.isprintable() for ch in value):
-            raise ValueError("name must not contain control or invisible characters")
-        return value
 
 
 class CreateCaseRequest(_Strict):
@@ -49,7 +44,7 @@ class CreateCaseRequest(_Strict):
     subjects: tuple[SubjectIn, ...] = Field(min_length=1, max_length=20)
     partners: tuple[str, ...] = Field(default=(), max_length=20)
     # R11: which of the convenant's admission criteria hold (seed 004 §2); optional.
-    criteria: tuple[int, ...] = Field(default=(), max_length=20)
+    criteria: tuple[StrictInt, ...] = Field(default=(), max_length=20)
 
 
 class AdmitPartnerRequest(_Strict):
@@ -82,4 +77,4 @@ class EventRequest(_Strict):
 
 class UrgencyRequest(_Strict):
     # Acute necessity must be justified in writing (seed 004 §2); the DPO reviews it.
-    justification: str = Field(min_length=20, max_length=2000)
+    justification: PrintableText = Field(min_length=20, max_length=2000)

@@ -40,6 +40,11 @@ class Partner(_Strict):
     function: str | None = Field(default=None, pattern=IDENTIFIER)
     # The casusregisseur may register cases and direct them (seed 002 §1.2, 004 §5.1).
     regisseur: bool = False
+    # May this partner's systems use plain bearer tokens instead of DPoP-bound
+    # ones (RFC 9449)? Off unless the convenant says so, for a partner whose
+    # software cannot sign DPoP proofs yet; a stolen bearer token works for
+    # whoever holds it, a DPoP-bound one only with the partner's key.
+    bearer_allowed: bool = False
 
 
 class Auditor(_Strict):
@@ -48,6 +53,8 @@ class Auditor(_Strict):
     id: str = Field(pattern=IDENTIFIER)
     name: str = Field(min_length=1, max_length=200)
     organisation: str = Field(pattern=IDENTIFIER)
+    # As for partners: plain bearer tokens only where the convenant allows them.
+    bearer_allowed: bool = False
 
 
 class LegalBasis(_Strict):
@@ -179,6 +186,11 @@ class Convenant(_Strict):
         if self.auditor(principal_id) is not None:
             return frozenset(self.scopes.get("fg", ()))
         return frozenset()
+
+    def bearer_allowed(self, principal_id: str) -> bool:
+        """May this principal use unbound bearer tokens? False for strangers (fail closed)."""
+        principal = self.partner(principal_id) or self.auditor(principal_id)
+        return principal is not None and principal.bearer_allowed
 
     def role_of(self, principal_id: str) -> str | None:
         partner = self.partner(principal_id)

@@ -83,6 +83,8 @@ DECISION_LABELS: Final[Mapping[str, str]] = {
     "permit": "verstrekt",
     "partial": "deels",
     "deny": "geweigerd",
+    "intent": "voornemen (nog niet verstrekt)",
+    "not_disclosed": "niet verstrekt (herstart)",
     "destroyed": "vernietigd",
     "hold": "afgeschermd",
     "hold_lifted": "afscherming opgeheven",
@@ -256,18 +258,20 @@ def render_login(*, error: str | None = None, notice: str | None = None) -> str:
         "<h1>Inloggen als functionaris gegevensbescherming</h1>"
         f"{message}"
         '<ol class="steps">'
-        "<li>Maak met uw eigen sleutel een toegangstoken (scope <code>audit:read</code>):"
-        "<pre><code>ketenbroker dpo token</code></pre></li>"
-        "<li>Plak het token hieronder en log in.</li></ol>"
+        "<li>Maak met uw eigen sleutel een inlogcode (scope <code>audit:read</code>,"
+        " eenmalig en twee minuten geldig):"
+        "<pre><code>ketenbroker dpo login-code</code></pre></li>"
+        "<li>Plak de inlogcode hieronder en log in.</li></ol>"
         '<form method="post" action="/dpo/session" class="stack">'
-        '<label for="access_token">Toegangstoken</label>'
+        '<label for="access_token">Inlogcode</label>'
         '<textarea id="access_token" name="access_token" rows="5" required'
         ' autocomplete="off" spellcheck="false" autocapitalize="off"'
         ' placeholder="eyJ…"></textarea>'
         '<button type="submit" class="primary">Inloggen</button></form>'
         '<p class="muted">De sessie duurt zo lang als het token, hoogstens vijf minuten;'
-        " daarna logt u opnieuw in. Het token staat alleen in een cookie voor /dpo"
-        " (HttpOnly, SameSite=Strict).</p></section>"
+        " daarna logt u opnieuw in. Het token zelf wordt niet bewaard: de cookie voor /dpo"
+        " (HttpOnly, SameSite=Strict) bevat alleen een door de broker ondertekende"
+        " sessie.</p></section>"
     )
     return page(title="Inloggen", body=body)
 

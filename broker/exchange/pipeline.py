@@ -1,12 +1,27 @@
 """One exchange, start to finish, as a readable sequence of small steps.
 
-    load case → decide (policy) → fetch (adapter) → decide disclosure (policy)
-    → filter → append audit entry (durable) → answer
+    load case → decide (policy) → log the intent → fetch (adapter)
+    → decide disclosure (policy) → filter → sign → log the disclosure → answer
 
-Every path ends in exactly one audit entry: permitted, partial, or refused
-(including refusals caused by a broken provider or policy). The answer is
-built only after the entry is durable; if the audit write fails, nothing is
-disclosed and the caller gets a 503 (log before disclose).
+Every path ends in the log. A refusal before anything is fetched is one
+entry (`deny`). Once the policy allows the exchange, an `intent` entry is
+made durable *before* the adapter is asked, and the exchange is closed by a
+second entry naming it in `intent_index`: `permit`/`partial` with the
+answer's digest, the payload hash and the digest of the broker's signature,
+or `deny` when the provider, the policy or anything else failed after the
+intent. The answer is built only after the closing entry is durable; if an
+audit write fails, nothing is disclosed and the caller gets a 503 (log
+before disclose, as FSC and the Authorization Decision Log ask).
+
+What it does not: close intents of a broker that died mid-exchange; that is
+`broker.exchange.reconcile`, at the next start-up. If the closing write
+itself fails, the intent is left open for it too: the failed write may in
+fact have been stored, and a second closing entry could contradict it.
+
+An exchange that takes longer than `in_flight_limit` between intent and
+closing entry is refused instead of disclosed, because past that limit a
+peer broker's reconciliation may already have closed its intent as not
+disclosed (`broker.exchange.reconcile.shared_grace`).
 """
 
 from __future__ import annotations
@@ -15,10 +30,10 @@ import contextlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from broker.adapter_protocol import AdapterAnswer, AdapterQuery
-from broker.audit.entries import exchange_entry
+from broker.audit.entries import INTENT, exchange_entry
 from broker.audit.log import AuditLog, Receipt
 from broker.canonical import canonical_json, sha256_hex
 from broker.cases.crypto import pseudonym
@@ -27,15 +42,17 @@ from broker.cases.register import CaseRegister
 from broker.clock import Clock
 from broker.convenant import Convenant
 from broker.errors import (
-    AdapterTrustError,
     AdapterUnavailableError,
     BackendUnavailableError,
+    KetenbrokerError,
     PolicyUnavailableError,
     RefusalError,
 )
+from broker.exchange.answer_signature import disclosure_signature_digest, sign_disclosure
 from broker.exchange.filtering import FilteredAnswer, apply_disclosure
 from broker.exchange.gateway import AdapterGateway
 from broker.exchange.requests import ExchangeRequest
+from broker.keys import SigningKey
 from broker.policy.decision_log import DecisionLog, decision_record
 from broker.policy.decisions import (
     DisclosureDecision,
@@ -67,26 +84,48 @@ class Requester:
 
 
 @dataclass(frozen=True)
-class ExchangeOutcome:
+class Disclosure:
+    """What the requester is told, before the log has given it a receipt."""
+
     exchange_id: str
     decision: str
     data: dict[str, Any]
     withheld: list[dict[str, str]]
     legal_basis: dict[str, str]
-    receipt: Receipt
     policy_version: str
 
-    def to_response(self) -> dict[str, Any]:
+    def to_document(self) -> dict[str, Any]:
+        """The answer body without its receipt: what the broker signs."""
         return {
             "exchange": self.exchange_id,
             "decision": self.decision,
             "data": self.data,
             "withheld": self.withheld,
             "legal_basis": self.legal_basis,
-            "receipt": self.receipt.to_dict(),
             # Additive to contract.md: which policy decided (the audit entry has it too).
             "policy_version": self.policy_version,
         }
+
+
+@dataclass(frozen=True)
+class ExchangeOutcome:
+    """A disclosed exchange: the answer, its log receipt, and the broker's signature over it."""
+
+    disclosure: Disclosure
+    receipt: Receipt
+    # Detached JWS over `disclosure.to_document()` (broker.exchange.answer_signature).
+    signature: str
+
+    @property
+    def exchange_id(self) -> str:
+        return self.disclosure.exchange_id
+
+    @property
+    def decision(self) -> str:
+        return self.disclosure.decision
+
+    def to_response(self) -> dict[str, Any]:
+        return {**self.disclosure.to_document(), "receipt": self.receipt.to_dict()}
 
 
 class ExchangeRefusedError(RefusalError):
@@ -124,7 +163,11 @@ class ExchangePipeline:
         audit: AuditLog,
         decisions: DecisionLog,
         clock: Clock,
+        signing_key: SigningKey,
+        in_flight_limit: timedelta,
     ) -> None:
+        if in_flight_limit <= timedelta(0):
+            raise ValueError(f"expected a positive in-flight limit, got {in_flight_limit}")
         self._decisions = decisions
         self._convenant = convenant
         self._cases = cases
@@ -132,6 +175,9 @@ class ExchangePipeline:
         self._adapters = adapters
         self._audit = audit
         self._clock = clock
+        # The broker's own key: it signs what is disclosed (non-repudiation).
+        self._signing_key = signing_key
+        self._in_flight_limit = in_flight_limit
 
     # --- the pipeline -------------------------------------------------------
 
@@ -145,20 +191,55 @@ class ExchangePipeline:
             self._refuse(context, decision)
         provider, legal_basis = decision.provider, decision.legal_basis
         if provider is None or legal_basis is None:
-            raise PolicyUnavailableError("policy allowed an exchange without provider or basis")
-        answer = self._fetch(context, decision, provider)
-        disclosure = self._decide_disclosure(context, exchange_input, decision, provider, answer)
-        filtered = apply_disclosure(answer, disclosure)
-        receipt = self._record_disclosure(context, decision, provider, filtered, answer)
-        return ExchangeOutcome(
-            exchange_id=context.exchange_id,
-            decision="partial" if filtered.withheld_public else "permit",
-            data=filtered.data,
-            withheld=filtered.withheld_public,
-            legal_basis=legal_basis,
-            receipt=receipt,
-            policy_version=self._policy.version,
+            self._fail_before_intent(
+                context,
+                decision,
+                PolicyUnavailableError("policy allowed an exchange without provider or basis"),
+            )
+        query = self._adapter_query(context, decision)
+        # Log before fetch: from here on the log knows the question was asked.
+        intent_index = self._record_intent(context, decision, provider)
+        try:
+            answer = self._fetch(context, query, provider)
+            disclosure_decision = self._decide_disclosure(context, exchange_input, provider, answer)
+            filtered = apply_disclosure(answer, disclosure_decision)
+            disclosure = Disclosure(
+                exchange_id=context.exchange_id,
+                decision="partial" if filtered.withheld_public else "permit",
+                data=filtered.data,
+                withheld=filtered.withheld_public,
+                legal_basis=legal_basis,
+                policy_version=self._policy.version,
+            )
+            signature = sign_disclosure(key=self._signing_key, body=disclosure.to_document())
+            self._check_deadline(context)
+        except KetenbrokerError as e:
+            self._close_intent(
+                context, decision, provider, intent_index=intent_index, code=e.code, detail=str(e)
+            )
+            raise
+        except Exception as e:
+            # A bug must not leave the intent open until the next start-up;
+            # the error itself still reaches the edge (a 500, nothing disclosed).
+            self._close_intent(
+                context,
+                decision,
+                provider,
+                intent_index=intent_index,
+                code="internal_error",
+                detail=type(e).__name__,
+            )
+            raise
+        receipt = self._record_disclosure(
+            context,
+            decision,
+            provider,
+            intent_index=intent_index,
+            filtered=filtered,
+            answer=answer,
+            signature=signature,
         )
+        return ExchangeOutcome(disclosure=disclosure, receipt=receipt, signature=signature)
 
     # --- steps --------------------------------------------------------------
 
@@ -207,8 +288,7 @@ class ExchangePipeline:
             result = self._evaluate(context, "ketenbroker/exchange/decision", policy_input)
             return parse_exchange_decision(result)
         except PolicyUnavailableError as e:
-            self._record_failure(context, None, "policy_unavailable", str(e))
-            raise
+            self._fail_before_intent(context, None, e)
 
     def _evaluate(self, context: _Context, entrypoint: str, policy_input: dict[str, Any]) -> Any:
         """Ask the policy and keep the decision in the decision log before acting on it."""
@@ -227,7 +307,7 @@ class ExchangePipeline:
         )
         return result
 
-    def _refuse(self, context: _Context, decision: ExchangeDecision) -> None:
+    def _refuse(self, context: _Context, decision: ExchangeDecision) -> NoReturn:
         refusal = decision.refusal
         entry = self._entry(
             context,
@@ -257,7 +337,11 @@ class ExchangePipeline:
             or subject.birth_date is None
         ):
             # The policy allowed what the register cannot back: deny, never guess.
-            raise PolicyUnavailableError("policy allowed an exchange the register cannot serve")
+            self._fail_before_intent(
+                context,
+                decision,
+                PolicyUnavailableError("policy allowed an exchange the register cannot serve"),
+            )
         period = context.request.period
         if period is None:
             # No period asked: the convenant's longest allowed window up to today.
@@ -290,23 +374,17 @@ class ExchangePipeline:
             }
         )
 
-    def _fetch(self, context: _Context, decision: ExchangeDecision, provider: str) -> AdapterAnswer:
-        try:
-            return self._adapters.fetch(
-                provider=provider,
-                query=self._adapter_query(context, decision),
-                trace=context.trace.child(),
-                now=context.now,
-            )
-        except (AdapterUnavailableError, AdapterTrustError) as e:
-            self._record_failure(context, decision, e.code, str(e), provider=provider)
-            raise
+    def _fetch(self, context: _Context, query: AdapterQuery, provider: str) -> AdapterAnswer:
+        # AdapterUnavailableError / AdapterTrustError (unsigned, tampered,
+        # another exchange's answer) close the intent in `run`.
+        return self._adapters.fetch(
+            provider=provider, query=query, trace=context.trace.child(), now=context.now
+        )
 
     def _decide_disclosure(
         self,
         context: _Context,
         exchange_input: dict[str, Any],
-        decision: ExchangeDecision,
         provider: str,
         answer: AdapterAnswer,
     ) -> DisclosureDecision:
@@ -324,20 +402,35 @@ class ExchangePipeline:
                 for name, field in answer.fields.items()
             ],
         )
-        try:
-            result = self._evaluate(context, "ketenbroker/disclosure/decision", policy_input)
-            return parse_disclosure_decision(result)
-        except PolicyUnavailableError as e:
-            self._record_failure(context, decision, "policy_unavailable", str(e), provider=provider)
-            raise
+        result = self._evaluate(context, "ketenbroker/disclosure/decision", policy_input)
+        return parse_disclosure_decision(result)
+
+    def _check_deadline(self, context: _Context) -> None:
+        """Refuse to disclose past the in-flight limit (see the module docstring)."""
+        elapsed = self._clock.now() - context.now
+        if elapsed > self._in_flight_limit:
+            raise AdapterUnavailableError(
+                f"expected the exchange to finish within {self._in_flight_limit},"
+                f" it took {elapsed}; its intent may already be closed"
+            )
+
+    # --- audit entries ------------------------------------------------------
+
+    def _record_intent(self, context: _Context, decision: ExchangeDecision, provider: str) -> int:
+        """Log that the provider is about to be asked; raises AuditWriteError if it cannot."""
+        entry = self._entry(context, decision, provider=provider, outcome=INTENT, reasons=[])
+        return self._audit.record(entry).log_index
 
     def _record_disclosure(
         self,
         context: _Context,
         decision: ExchangeDecision,
         provider: str,
+        *,
+        intent_index: int,
         filtered: FilteredAnswer,
         answer: AdapterAnswer,
+        signature: str,
     ) -> Receipt:
         entry = self._entry(
             context,
@@ -349,30 +442,49 @@ class ExchangePipeline:
             fields_withheld=filtered.withheld_audit,
             payload_hash=filtered.payload_hash,
             answer_digest="sha256:" + sha256_hex(canonical_json(answer.to_document())),
+            intent_index=intent_index,
+            disclosure_signature_digest=disclosure_signature_digest(signature),
         )
         return self._audit.record(entry)
 
-    # --- audit entries ------------------------------------------------------
+    def _fail_before_intent(
+        self, context: _Context, decision: ExchangeDecision | None, error: KetenbrokerError
+    ) -> NoReturn:
+        """Log a refusal caused by a broken dependency before anything was fetched; re-raise."""
+        entry = self._entry(
+            context,
+            decision,
+            provider=decision.provider if decision else None,
+            outcome="deny",
+            reasons=[{"code": error.code, "reason": str(error)[:200]}],
+        )
+        # The caller gets a 503 either way and nothing was disclosed, so a
+        # failing log here must not mask the original error.
+        with contextlib.suppress(BackendUnavailableError):
+            self._audit.record(entry)
+        raise error
 
-    def _record_failure(
+    def _close_intent(
         self,
         context: _Context,
-        decision: ExchangeDecision | None,
+        decision: ExchangeDecision,
+        provider: str,
+        *,
+        intent_index: int,
         code: str,
         detail: str,
-        *,
-        provider: str | None = None,
     ) -> None:
-        """Log a refusal caused by a broken dependency; the original error still stands."""
+        """Close the intent as refused: the provider or the policy failed after it was logged."""
         entry = self._entry(
             context,
             decision,
             provider=provider,
             outcome="deny",
             reasons=[{"code": code, "reason": detail[:200]}],
+            intent_index=intent_index,
         )
-        # The caller gets a 503 either way and nothing was disclosed, so a
-        # failing log here must not mask the original error.
+        # As above: the original error stands. If this write fails too, the
+        # intent stays open and the next reconciliation closes it.
         with contextlib.suppress(BackendUnavailableError):
             self._audit.record(entry)
 
@@ -388,6 +500,8 @@ class ExchangePipeline:
         fields_withheld: list[dict[str, str]] | None = None,
         payload_hash: str | None = None,
         answer_digest: str | None = None,
+        intent_index: int | None = None,
+        disclosure_signature_digest: str | None = None,
     ) -> dict[str, Any]:
         return exchange_entry(
             time=context.now,
@@ -416,4 +530,6 @@ class ExchangePipeline:
             payload_hash=payload_hash,
             answer_signature_digest=answer_digest,
             flags=list(decision.flags) if decision else [],
+            intent_index=intent_index,
+            disclosure_signature_digest=disclosure_signature_digest,
         )

@@ -31,6 +31,7 @@ from broker.api.security import (
 from broker.audit.log import AuditLog
 from broker.audit.sqlite_store import SqliteAuditStore
 from broker.audit.store import AuditQuery
+from broker.auth.dpop import DpopNonces
 from broker.auth.replay import MemoryReplayCache, ReplayCache
 from broker.auth.tokens import AccessTokenIssuer
 from broker.clock import Clock
@@ -38,8 +39,8 @@ from broker.convenant import Convenant
 from broker.errors import InsufficientScopeError, InvalidTokenError
 from broker.keys import KeyStore
 from broker.settings import Settings
-from tests.auth.forgeries import ISSUER, Forge
-from tests.auth.helpers import SteppingClock
+from tests.auth.forgeries import ISSUER, TOKEN_ENDPOINT, Forge
+from tests.auth.helpers import ProofKey, SteppingClock
 
 with warnings.catch_warnings():
     # Starlette 1.x warns that its TestClient wants `httpx2`; the project pins
@@ -52,7 +53,16 @@ with warnings.catch_warnings():
     )
     from fastapi.testclient import TestClient
 
-__all__ = ["START", "AuthServices", "TestClient", "build_app", "security_events"]
+__all__ = [
+    "AUTO",
+    "START",
+    "AuthServices",
+    "DpopCaller",
+    "TestClient",
+    "build_app",
+    "dpop_for",
+    "security_events",
+]
 
 # A Monday morning inside the example convenant's validity.
 START = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
@@ -100,6 +110,63 @@ def services(
     )
 
 
+AUTO: Any = object()  # "the broker's current nonce", as a well-behaved client sends
+
+
+@dataclass
+class DpopCaller:
+    """A partner's DPoP side: its proof key, and the broker's nonces at the test clock's time."""
+
+    key: ProofKey
+    nonces: DpopNonces
+    clock: SteppingClock
+
+    def nonce(self) -> str:
+        return self.nonces.issue(now=self.clock.now())
+
+    def proof(
+        self, *, htm: str, htu: str, access_token: str | None = None, nonce: Any = AUTO, **kw: Any
+    ) -> str:
+        return self.key.proof(
+            htm=htm,
+            htu=htu,
+            now=self.clock.now(),
+            access_token=access_token,
+            nonce=self.nonce() if nonce is AUTO else nonce,
+            **kw,
+        )
+
+    def token_request_proof(self, **kw: Any) -> str:
+        """A proof for POST at the token endpoint (RFC 9449 §5)."""
+        return self.proof(htm="POST", htu=TOKEN_ENDPOINT, **kw)
+
+    def headers(self, token: str, path: str, *, method: str = "GET", **kw: Any) -> dict[str, str]:
+        """Authorization and DPoP for one API call (RFC 9449 §7.1), htu from the issuer."""
+        proof = self.proof(htm=method, htu=ISSUER + path, access_token=token, **kw)
+        return {"Authorization": f"DPoP {token}", "DPoP": proof}
+
+
+def dpop_for(client: TestClient, key: ProofKey | None = None) -> DpopCaller:
+    """A DPoP caller of the app behind `client`, with its own (by default fresh) key."""
+    services: AuthServices = client.app.state.services  # type: ignore[attr-defined]  # Starlette app
+    return DpopCaller(
+        key=key if key is not None else ProofKey(),
+        nonces=DpopNonces.from_signing_key(services.keys.signing_key("broker")),
+        clock=services.clock,  # type: ignore[arg-type]  # the SteppingClock of these fixtures
+    )
+
+
+@pytest.fixture
+def nonces(keystore: KeyStore) -> DpopNonces:
+    """The broker's nonces: derived from its key, so the same as the app's."""
+    return DpopNonces.from_signing_key(keystore.signing_key("broker"))
+
+
+@pytest.fixture
+def dpop(nonces: DpopNonces, clock: SteppingClock) -> DpopCaller:
+    return DpopCaller(key=ProofKey(), nonces=nonces, clock=clock)
+
+
 def _caller_json(caller: Caller) -> dict[str, Any]:
     return {
         "principal": caller.principal,
@@ -132,6 +199,10 @@ def build_app(services: AuthServices) -> FastAPI:
     @app.get("/probe/any")
     def probe_any(caller: AnyCaller) -> dict[str, Any]:
         return _caller_json(caller)
+
+    @app.get("/probe/items/{ref}")
+    def probe_item(ref: str, caller: AnyCaller) -> dict[str, Any]:
+        return {"ref": ref, **_caller_json(caller)}
 
     return app
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import jwt
 
-from broker.keys import SigningKey
+from broker.keys import SigningKey, generate_signing_key, jwk_thumbprint, public_jwk_of
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 REMOVE = object()  # a claim override that deletes the claim
@@ -108,3 +108,57 @@ def swap_payload(token: str, payload: dict[str, Any]) -> str:
 def payload_of(token: str) -> dict[str, Any]:
     payload: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
     return payload
+
+
+DPOP_TYP = "dpop+jwt"
+
+
+class ProofKey:
+    """A client's DPoP key and the proofs it signs (RFC 9449 §4.2), made as a client makes them.
+
+    `claims` and `headers` override the defaults; a value of REMOVE deletes
+    the member. `signer` signs with another key than the one the header's
+    `jwk` names (a proof whose key does not match its signature).
+    """
+
+    def __init__(self, key: SigningKey | None = None) -> None:
+        self.key = key if key is not None else generate_signing_key("EdDSA")
+
+    @property
+    def jwk(self) -> dict[str, str]:
+        return public_jwk_of(self.key.public_key)
+
+    @property
+    def jkt(self) -> str:
+        return jwk_thumbprint(self.jwk)
+
+    def proof(
+        self,
+        *,
+        htm: str,
+        htu: str,
+        now: datetime,
+        access_token: str | None = None,
+        nonce: str | None = None,
+        claims: Mapping[str, Any] | None = None,
+        headers: Mapping[str, Any] | None = None,
+        signer: SigningKey | None = None,
+    ) -> str:
+        payload: dict[str, Any] = {
+            "jti": secrets.token_urlsafe(16),
+            "htm": htm,
+            "htu": htu,
+            "iat": int(now.timestamp()),
+        }
+        if access_token is not None:
+            digest = hashlib.sha256(access_token.encode("ascii")).digest()
+            payload["ath"] = b64url(digest)
+        if nonce is not None:
+            payload["nonce"] = nonce
+        payload.update(claims or {})
+        payload = {name: value for name, value in payload.items() if value is not REMOVE}
+        header: dict[str, Any] = {"typ": DPOP_TYP, "jwk": self.jwk, **(headers or {})}
+        header = {name: value for name, value in header.items() if value is not REMOVE}
+        key = signer if signer is not None else self.key
+        # pyjwt adds `alg` (and `typ` unless given): both are ours to set here.
+        return jwt.encode(payload, key.private_key, algorithm=key.alg, headers=header)

@@ -1,7 +1,9 @@
 """The OAuth edge over HTTP: token endpoint, metadata, JWKS, and the audit trail.
 
 Every refusal must answer RFC 6749 §5.2 JSON and leave exactly one
-security_event in the (real, SQLite) audit log.
+security_event in the (real, SQLite) audit log. Token requests carry a DPoP
+proof with the broker's nonce, as every client of the example convenant
+must (RFC 9449 §5); tests/auth/test_dpop.py covers the proof's defects.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from broker.auth.replay import RedisReplayCache
 from broker.auth.tokens import verify_access_token
 from broker.convenant.model import SCOPES
 from broker.keys import KeyStore, keyset_from_jwks
-from tests.auth.conftest import AuthServices, TestClient, security_events
+from tests.auth.conftest import AuthServices, TestClient, dpop_for, security_events
 from tests.auth.forgeries import (
     FORGED_ASSERTIONS,
     ISSUER,
@@ -44,8 +46,12 @@ def request_token(
     client_id: str = VICTIM,
     scope: str | None = None,
     headers: dict[str, str] | None = None,
+    proof: bool = True,
     **extra: str,
 ) -> httpx.Response:
+    """A token request; with `proof`, a fresh DPoP proof with the current nonce."""
+    if proof:
+        headers = {"DPoP": dpop_for(client).token_request_proof(), **(headers or {})}
     data = {
         "grant_type": "client_credentials",
         "client_id": client_id,
@@ -96,7 +102,8 @@ def test_partner_obtains_a_token_with_its_roles_scopes(
     assert response.headers["cache-control"] == "no-store"
     body = response.json()
     assert set(body) == {"access_token", "token_type", "expires_in", "scope"}
-    assert body["token_type"] == "Bearer"
+    assert body["token_type"] == "DPoP"  # RFC 9449 §5: bound to the proof's key
+    assert response.headers["dpop-nonce"]  # RFC 9449 §8.2: the nonce for the next proof
     assert 0 < body["expires_in"] <= 300
     assert body["scope"] == "audit:own cases:read cases:write exchange"
     claims = verify_access_token(
@@ -152,7 +159,10 @@ def test_charset_parameter_on_the_form_media_type_is_accepted(
     response = client.post(
         "/oauth/token",
         content=str(form),
-        headers={"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"},
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded; charset=UTF-8",
+            "DPoP": dpop_for(client).token_request_proof(),
+        },
     )
     assert response.status_code == 200, response.text
 
@@ -206,7 +216,10 @@ def test_unknown_client_gets_the_same_answer_as_a_bad_signature(
     )
     assert unknown.status_code == bad_signature.status_code == 401
     assert unknown.content == bad_signature.content
-    assert dict(unknown.headers) == dict(bad_signature.headers)
+    # Every answer brings a fresh nonce (RFC 9449 §8.2): present in both, random in each.
+    unknown_headers, bad_headers = dict(unknown.headers), dict(bad_signature.headers)
+    assert unknown_headers.pop("dpop-nonce") != bad_headers.pop("dpop-nonce")
+    assert unknown_headers == bad_headers
     first, second = security_events(services)
     # Only a principal the convenant knows is named; the stranger stays in the clipped detail.
     assert first["requester"] == {"partner": VICTIM}
@@ -403,6 +416,8 @@ def test_metadata_document_describes_the_token_endpoint(client: TestClient) -> N
     assert metadata["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
     assert metadata["token_endpoint_auth_signing_alg_values_supported"] == ["EdDSA", "ES256"]
     assert metadata["scopes_supported"] == list(SCOPES)
+    # RFC 9449 §5.1: what a DPoP proof may be signed with.
+    assert metadata["dpop_signing_alg_values_supported"] == ["EdDSA", "ES256"]
     # Never advertise what would be refused.
     assert "none" not in metadata["token_endpoint_auth_signing_alg_values_supported"]
     assert "authorization_endpoint" not in metadata
@@ -426,7 +441,7 @@ def test_jwks_publishes_the_broker_key_and_no_private_part(
     assert claims.principal == VICTIM
 
 
-def test_openapi_documents_the_form_body_and_the_bearer_scheme(client: TestClient) -> None:
+def test_openapi_documents_the_form_body_and_the_token_schemes(client: TestClient) -> None:
     document = client.get("/openapi.json").json()
     token = document["paths"]["/oauth/token"]["post"]
     form = token["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
@@ -437,5 +452,11 @@ def test_openapi_documents_the_form_body_and_the_bearer_scheme(client: TestClien
         "client_assertion",
     }
     assert {"400", "401", "503"} <= set(token["responses"])
-    assert document["components"]["securitySchemes"]["BearerToken"]["scheme"] == "bearer"
-    assert document["paths"]["/probe/exchange"]["get"]["security"] == [{"BearerToken": []}]
+    assert [p["name"] for p in token["parameters"]] == ["DPoP"]
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["DPoP"]["scheme"] == "DPoP"
+    assert schemes["BearerToken"]["scheme"] == "bearer"
+    assert document["paths"]["/probe/exchange"]["get"]["security"] == [
+        {"DPoP": []},
+        {"BearerToken": []},
+    ]

@@ -1,8 +1,11 @@
-"""Bearer tokens on API calls (broker.api.security), over HTTP.
+"""Access tokens on API calls (broker.api.security), over HTTP.
 
 Probe routes guarded by the real dependencies stand in for the API; each
-refusal must be a 401/403 problem document with the RFC 6750 §3 challenge,
-and exactly one security_event in the audit log.
+refusal must be a 401/403 problem document with its challenge (RFC 9449
+§7.1, DPoP being the example convenant's only scheme), and exactly one
+security_event in the audit log. Calls carry DPoP-bound tokens and proofs
+as a partner's client sends them; tests/auth/test_dpop.py covers the
+proofs' defects and the bearer tokens a convenant may allow.
 """
 
 from __future__ import annotations
@@ -15,14 +18,24 @@ import pytest
 
 from broker.api.security import require_any_scope, require_scope
 from broker.keys import generate_signing_key
-from tests.auth.conftest import AuthServices, TestClient, security_events
+from tests.auth.conftest import AuthServices, DpopCaller, TestClient, security_events
 from tests.auth.forgeries import OTHER_PARTNER, VICTIM, Forge
 from tests.auth.helpers import JWT_BEARER, SteppingClock
 
+# RFC 9449 §7.1: the challenge names the scheme and the proof algorithms.
+ALGS = 'algs="EdDSA ES256"'
+MISSING = f"DPoP {ALGS}"
+INVALID = f'DPoP error="invalid_token", {ALGS}'
+
 
 def token_for(
-    services: AuthServices, principal: str = VICTIM, scopes: frozenset[str] | None = None
+    services: AuthServices,
+    principal: str = VICTIM,
+    scopes: frozenset[str] | None = None,
+    *,
+    jkt: str | None = None,
 ) -> str:
+    """A token as the endpoint issues it; bound to `jkt` (the test's DPoP key by default)."""
     convenant = services.convenant
     partner = convenant.partner(principal)
     return services.token_issuer.issue(
@@ -31,6 +44,7 @@ def token_for(
         function=partner.function if partner else None,
         scopes=scopes if scopes is not None else convenant.scopes_for(principal),
         now=services.clock.now(),
+        jkt=jkt,
     ).access_token
 
 
@@ -62,9 +76,11 @@ def assert_refused(
 # --- admitted ------------------------------------------------------------------
 
 
-def test_token_with_the_scope_yields_the_caller(client: TestClient, services: AuthServices) -> None:
-    token = token_for(services, "buurtteam-lekstroom")
-    response = client.get("/probe/exchange", headers={"Authorization": f"Bearer {token}"})
+def test_token_with_the_scope_yields_the_caller(
+    client: TestClient, services: AuthServices, dpop: DpopCaller
+) -> None:
+    token = token_for(services, "buurtteam-lekstroom", jkt=dpop.key.jkt)
+    response = client.get("/probe/exchange", headers=dpop.headers(token, "/probe/exchange"))
     assert response.status_code == 200, response.text
     caller = response.json()
     assert caller["principal"] == "buurtteam-lekstroom"
@@ -78,16 +94,17 @@ def test_token_with_the_scope_yields_the_caller(client: TestClient, services: Au
 @pytest.mark.parametrize(
     "scheme",
     [
-        "bearer",  # auth schemes are case-insensitive (RFC 9110 §11.1)
-        "BEARER",
+        "dpop",  # auth schemes are case-insensitive (RFC 9110 §11.1)
+        "DPOP",
     ],
 )
 def test_scheme_is_case_insensitive(
-    client: TestClient, services: AuthServices, scheme: str
+    client: TestClient, services: AuthServices, dpop: DpopCaller, scheme: str
 ) -> None:
-    response = client.get(
-        "/probe/exchange", headers={"Authorization": f"{scheme} {token_for(services)}"}
-    )
+    token = token_for(services, jkt=dpop.key.jkt)
+    headers = dpop.headers(token, "/probe/exchange")
+    headers["Authorization"] = f"{scheme} {token}"
+    response = client.get("/probe/exchange", headers=headers)
     assert response.status_code == 200, response.text
 
 
@@ -103,16 +120,16 @@ def test_scheme_is_case_insensitive(
     ],
 )
 def test_any_of_several_scopes_admits(
-    client: TestClient, services: AuthServices, principal: str, path: str
+    client: TestClient, services: AuthServices, dpop: DpopCaller, principal: str, path: str
 ) -> None:
-    token = token_for(services, principal)
-    response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+    token = token_for(services, principal, jkt=dpop.key.jkt)
+    response = client.get(path, headers=dpop.headers(token, path))
     assert response.status_code == 200, response.text
     assert response.json()["principal"] == principal
 
 
 def test_token_from_the_endpoint_opens_the_api(
-    client: TestClient, services: AuthServices, forge: Forge
+    client: TestClient, services: AuthServices, forge: Forge, dpop: DpopCaller
 ) -> None:
     granted = client.post(
         "/oauth/token",
@@ -123,9 +140,11 @@ def test_token_from_the_endpoint_opens_the_api(
             "client_assertion": forge.assertion(),
             "scope": "exchange",
         },
+        headers={"DPoP": dpop.token_request_proof()},
     )
+    assert granted.json()["token_type"] == "DPoP"
     token = granted.json()["access_token"]
-    response = client.get("/probe/exchange", headers={"Authorization": f"Bearer {token}"})
+    response = client.get("/probe/exchange", headers=dpop.headers(token, "/probe/exchange"))
     assert response.status_code == 200, response.text
 
 
@@ -136,53 +155,63 @@ def test_missing_authorization_header_is_refused(
     client: TestClient, services: AuthServices
 ) -> None:
     response = client.get("/probe/exchange")
-    # RFC 6750 §3.1: no credentials at all, so the challenge names no error.
+    # RFC 6750 §3.1 (and RFC 9449 §7.1): no credentials at all, so the
+    # challenge names no error, only the scheme and its algorithms.
     assert_refused(
-        response, services, status=401, code="invalid_token", challenge="Bearer", principal=None
+        response, services, status=401, code="invalid_token", challenge=MISSING, principal=None
     )
-
-
-INVALID = 'Bearer error="invalid_token"'
 
 
 @pytest.mark.parametrize(
     ("authorization", "reason"),
     [
-        # Basic credentials where a bearer token belongs.
-        ("Basic Z2VtZWVudGU6Z2VoZWlt", "Bearer scheme"),
-        # DPoP is not accepted until sender-constrained tokens exist (RFC 9449).
-        ("DPoP {token}", "Bearer scheme"),
+        # Basic credentials where an access token belongs.
+        ("Basic Z2VtZWVudGU6Z2VoZWlt", "DPoP or Bearer scheme"),
         # The scheme with nothing after it.
-        ("Bearer", "b64token"),
+        ("DPoP", "b64token"),
         # Two spaces: the token would start with a blank.
-        ("Bearer  {token}", "b64token"),
-        # Characters outside the b64token alphabet (RFC 6750 §2.1).
-        ("Bearer {token}<script>", "b64token"),
+        ("DPoP  {token}", "b64token"),
+        # Characters outside the b64token alphabet (RFC 6750 §2.1, RFC 9449 §7.1).
+        ("DPoP {token}<script>", "b64token"),
         # Not a JWT at all.
-        ("Bearer not-a-jwt", "does not parse"),
+        ("DPoP not-a-jwt", "does not parse"),
         # 9 KiB: bigger than any token we issue.
-        ("Bearer " + "a" * 9000, "at most 8192 bytes"),
+        ("DPoP " + "a" * 9000, "at most 8192 bytes"),
         # A client assertion instead of an access token.
-        ("Bearer {assertion}", "expected typ"),
+        ("DPoP {assertion}", "expected typ"),
     ],
 )
 def test_unusable_authorization_header_is_refused(
-    client: TestClient, services: AuthServices, forge: Forge, authorization: str, reason: str
+    client: TestClient,
+    services: AuthServices,
+    forge: Forge,
+    dpop: DpopCaller,
+    authorization: str,
+    reason: str,
 ) -> None:
-    header = authorization.format(token=token_for(services), assertion=forge.assertion())
-    response = client.get("/probe/exchange", headers={"Authorization": header})
+    token = token_for(services, jkt=dpop.key.jkt)
+    header = authorization.format(token=token, assertion=forge.assertion())
+    headers = {**dpop.headers(token, "/probe/exchange"), "Authorization": header}
+    response = client.get("/probe/exchange", headers=headers)
     event = assert_refused(
         response, services, status=401, code="invalid_token", challenge=INVALID, principal=None
     )
     assert reason in event["reasons"][0]["detail"]
 
 
-def test_two_authorization_headers_are_refused(client: TestClient, services: AuthServices) -> None:
+def test_two_authorization_headers_are_refused(
+    client: TestClient, services: AuthServices, dpop: DpopCaller
+) -> None:
     # Which one a proxy checked and which one we read could differ.
-    token = token_for(services)
+    token = token_for(services, jkt=dpop.key.jkt)
+    proof = dpop.headers(token, "/probe/exchange")["DPoP"]
     response = client.get(
         "/probe/exchange",
-        headers=[("Authorization", f"Bearer {token}"), ("Authorization", "Bearer other")],
+        headers=[
+            ("Authorization", f"DPoP {token}"),
+            ("Authorization", "DPoP other"),
+            ("DPoP", proof),
+        ],
     )
     event = assert_refused(
         response, services, status=401, code="invalid_token", challenge=INVALID, principal=None
@@ -190,13 +219,15 @@ def test_two_authorization_headers_are_refused(client: TestClient, services: Aut
     assert "one Authorization header, got 2" in event["reasons"][0]["detail"]
 
 
-def test_token_in_the_query_string_is_refused(client: TestClient, services: AuthServices) -> None:
+def test_token_in_the_query_string_is_refused(
+    client: TestClient, services: AuthServices, dpop: DpopCaller
+) -> None:
     # Even alongside a valid header: a token in a URL has already leaked.
-    token = token_for(services)
+    token = token_for(services, jkt=dpop.key.jkt)
     response = client.get(
         "/probe/exchange",
         params={"access_token": token},
-        headers={"Authorization": f"Bearer {token}"},
+        headers=dpop.headers(token, "/probe/exchange"),
     )
     event = assert_refused(
         response, services, status=401, code="invalid_token", challenge=INVALID, principal=None
@@ -206,11 +237,11 @@ def test_token_in_the_query_string_is_refused(client: TestClient, services: Auth
 
 
 def test_expired_token_is_refused(
-    client: TestClient, services: AuthServices, clock: SteppingClock
+    client: TestClient, services: AuthServices, clock: SteppingClock, dpop: DpopCaller
 ) -> None:
-    token = token_for(services)
+    token = token_for(services, jkt=dpop.key.jkt)
     clock.advance(300 + 30 + 1)
-    response = client.get("/probe/exchange", headers={"Authorization": f"Bearer {token}"})
+    response = client.get("/probe/exchange", headers=dpop.headers(token, "/probe/exchange"))
     event = assert_refused(
         response, services, status=401, code="invalid_token", challenge=INVALID, principal=None
     )
@@ -218,22 +249,22 @@ def test_expired_token_is_refused(
 
 
 def test_token_signed_by_a_partner_is_refused(
-    client: TestClient, services: AuthServices, forge: Forge
+    client: TestClient, services: AuthServices, forge: Forge, dpop: DpopCaller
 ) -> None:
     key = forge.key(VICTIM)
-    claims = jwt.decode(token_for(services), options={"verify_signature": False})
+    claims = jwt.decode(token_for(services, jkt=dpop.key.jkt), options={"verify_signature": False})
     claims["scope"] = "audit:read"
     forged = jwt.encode(
         claims, key.private_key, algorithm=key.alg, headers={"typ": "at+jwt", "kid": key.kid}
     )
-    response = client.get("/probe/audit-read", headers={"Authorization": f"Bearer {forged}"})
+    response = client.get("/probe/audit-read", headers=dpop.headers(forged, "/probe/audit-read"))
     assert_refused(
         response, services, status=401, code="invalid_token", challenge=INVALID, principal=None
     )
 
 
 def test_token_of_a_principal_no_longer_in_the_convenant_is_refused(
-    client: TestClient, services: AuthServices
+    client: TestClient, services: AuthServices, dpop: DpopCaller
 ) -> None:
     # Signed by the broker while the partner was in the convenant; it has since left.
     token = services.token_issuer.issue(
@@ -242,8 +273,9 @@ def test_token_of_a_principal_no_longer_in_the_convenant_is_refused(
         function=None,
         scopes=frozenset({"exchange"}),
         now=services.clock.now(),
+        jkt=dpop.key.jkt,
     ).access_token
-    response = client.get("/probe/exchange", headers={"Authorization": f"Bearer {token}"})
+    response = client.get("/probe/exchange", headers=dpop.headers(token, "/probe/exchange"))
     event = assert_refused(
         response, services, status=401, code="invalid_token", challenge=INVALID, principal=None
     )
@@ -251,7 +283,7 @@ def test_token_of_a_principal_no_longer_in_the_convenant_is_refused(
 
 
 def test_token_of_a_principal_whose_role_changed_is_refused(
-    client: TestClient, services: AuthServices
+    client: TestClient, services: AuthServices, dpop: DpopCaller
 ) -> None:
     # The police claiming the gemeente's role: the convenant now in force decides.
     token = services.token_issuer.issue(
@@ -260,25 +292,26 @@ def test_token_of_a_principal_whose_role_changed_is_refused(
         function=None,
         scopes=frozenset({"exchange"}),
         now=services.clock.now(),
+        jkt=dpop.key.jkt,
     ).access_token
-    response = client.get("/probe/exchange", headers={"Authorization": f"Bearer {token}"})
+    response = client.get("/probe/exchange", headers=dpop.headers(token, "/probe/exchange"))
     assert_refused(
         response, services, status=401, code="invalid_token", challenge=INVALID, principal=None
     )
 
 
 def test_token_from_a_retired_broker_key_is_refused(
-    client: TestClient, services: AuthServices
+    client: TestClient, services: AuthServices, dpop: DpopCaller
 ) -> None:
     retired = generate_signing_key()
-    claims = jwt.decode(token_for(services), options={"verify_signature": False})
+    claims = jwt.decode(token_for(services, jkt=dpop.key.jkt), options={"verify_signature": False})
     token = jwt.encode(
         claims,
         retired.private_key,
         algorithm="EdDSA",
         headers={"typ": "at+jwt", "kid": retired.kid},
     )
-    response = client.get("/probe/exchange", headers={"Authorization": f"Bearer {token}"})
+    response = client.get("/probe/exchange", headers=dpop.headers(token, "/probe/exchange"))
     assert_refused(
         response, services, status=401, code="invalid_token", challenge=INVALID, principal=None
     )
@@ -303,14 +336,15 @@ def test_token_from_a_retired_broker_key_is_refused(
 def test_token_lacking_the_scope_is_refused_with_403(
     client: TestClient,
     services: AuthServices,
+    dpop: DpopCaller,
     principal: str,
     scopes: frozenset[str] | None,
     probe: tuple[str, str],
 ) -> None:
     path, challenge_scope = probe
-    token = token_for(services, principal, scopes)
-    response = client.get(path, headers={"Authorization": f"Bearer {token}"})
-    challenge = f'Bearer error="insufficient_scope", scope="{challenge_scope}"'
+    token = token_for(services, principal, scopes, jkt=dpop.key.jkt)
+    response = client.get(path, headers=dpop.headers(token, path))
+    challenge = f'DPoP error="insufficient_scope", scope="{challenge_scope}"'
     assert_refused(
         response,
         services,
@@ -329,16 +363,16 @@ def test_refusal_record_carries_the_callers_trace_id(
         "/probe/exchange", headers={"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"}
     )
     event = assert_refused(
-        response, services, status=401, code="invalid_token", challenge="Bearer", principal=None
+        response, services, status=401, code="invalid_token", challenge=MISSING, principal=None
     )
     assert event["trace_id"] == trace_id
 
 
 def test_refusal_detail_never_reaches_the_caller(
-    client: TestClient, services: AuthServices
+    client: TestClient, services: AuthServices, dpop: DpopCaller
 ) -> None:
-    token = token_for(services, OTHER_PARTNER)
-    response = client.get("/probe/audit-read", headers={"Authorization": f"Bearer {token}"})
+    token = token_for(services, OTHER_PARTNER, jkt=dpop.key.jkt)
+    response = client.get("/probe/audit-read", headers=dpop.headers(token, "/probe/audit-read"))
     assert response.status_code == 403
     assert OTHER_PARTNER not in response.text
     assert "expected" not in response.text
@@ -366,11 +400,13 @@ def test_require_scope_refuses_an_unknown_scope() -> None:
 
 
 def test_leeway_does_not_stretch_beyond_thirty_seconds(
-    client: TestClient, services: AuthServices, clock: SteppingClock
+    client: TestClient, services: AuthServices, clock: SteppingClock, dpop: DpopCaller
 ) -> None:
     # A token is good while now < exp + 30 s; at exp + 30 s it is not.
-    headers = {"Authorization": f"Bearer {token_for(services)}"}
+    token = token_for(services, jkt=dpop.key.jkt)
     clock.advance(300 + 29)
-    assert client.get("/probe/exchange", headers=headers).status_code == 200
+    response = client.get("/probe/exchange", headers=dpop.headers(token, "/probe/exchange"))
+    assert response.status_code == 200
     clock.advance(1)
-    assert client.get("/probe/exchange", headers=headers).status_code == 401
+    response = client.get("/probe/exchange", headers=dpop.headers(token, "/probe/exchange"))
+    assert response.status_code == 401

@@ -1,4 +1,9 @@
-"""The token pipeline without HTTP: ordering, scopes, and the replay window."""
+"""The token pipeline without HTTP: ordering, scopes, and the replay window.
+
+Requests carry a fresh DPoP proof with the broker's nonce, as every client of
+the example convenant must (RFC 9449 §5); `Proving` adds it. The proof's own
+defects are tests/auth/test_dpop.py's.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +14,37 @@ from collections.abc import Mapping
 import pytest
 import redis
 
+from broker.auth.dpop import DpopNonces
 from broker.auth.oauth_errors import OAuthError
 from broker.auth.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 from broker.auth.token_service import TokenService
-from broker.auth.tokens import AccessTokenIssuer, verify_access_token
+from broker.auth.tokens import AccessTokenIssuer, IssuedToken, verify_access_token
 from broker.convenant import Convenant
 from broker.errors import ReplayedAssertionError
 from broker.keys import KeyStore, generate_signing_key
+from tests.auth.conftest import DpopCaller
 from tests.auth.forgeries import ISSUER, OTHER_PARTNER, STRANGER, VICTIM, Forge
-from tests.auth.helpers import JWT_BEARER, SteppingClock, payload_of, unsigned_token
+from tests.auth.helpers import JWT_BEARER, ProofKey, SteppingClock, payload_of, unsigned_token
 
 RACERS = 16
 
 
+class Proving:
+    """The token service as a DPoP client meets it: each request with a fresh proof."""
+
+    def __init__(self, service: TokenService, dpop: DpopCaller) -> None:
+        self.raw = service
+        self.dpop = dpop
+
+    def exchange(self, form: Mapping[str, str]) -> IssuedToken:
+        return self.raw.exchange(form, dpop_proofs=[self.dpop.token_request_proof()])
+
+
 def token_service(
     keystore: KeyStore, convenant: Convenant, clock: SteppingClock, cache: ReplayCache
-) -> TokenService:
-    return TokenService(
+) -> Proving:
+    nonces = DpopNonces.from_signing_key(keystore.signing_key("broker"))
+    service = TokenService(
         convenant=convenant,
         keys=keystore,
         replay_cache=cache,
@@ -34,7 +53,9 @@ def token_service(
         ),
         issuer_url=ISSUER,
         clock=clock,
+        nonces=nonces,
     )
+    return Proving(service, DpopCaller(key=ProofKey(), nonces=nonces, clock=clock))
 
 
 def form(assertion: str, *, client_id: str = VICTIM, scope: str | None = None) -> Mapping[str, str]:
@@ -50,7 +71,7 @@ def form(assertion: str, *, client_id: str = VICTIM, scope: str | None = None) -
 
 
 @pytest.fixture
-def service(keystore: KeyStore, convenant: Convenant, clock: SteppingClock) -> TokenService:
+def service(keystore: KeyStore, convenant: Convenant, clock: SteppingClock) -> Proving:
     return token_service(keystore, convenant, clock, MemoryReplayCache(clock=clock))
 
 
@@ -61,12 +82,12 @@ def redis_service(
     clock: SteppingClock,
     redis_client: redis.Redis,
     redis_namespace: str,
-) -> TokenService:
+) -> Proving:
     cache = RedisReplayCache(redis_client, namespace=redis_namespace)
     return token_service(keystore, convenant, clock, cache)
 
 
-def test_replayed_assertion_is_rejected(service: TokenService, forge: Forge) -> None:
+def test_replayed_assertion_is_rejected(service: Proving, forge: Forge) -> None:
     assertion = forge.assertion()
     service.exchange(form(assertion))
     with pytest.raises(OAuthError) as caught:
@@ -76,7 +97,7 @@ def test_replayed_assertion_is_rejected(service: TokenService, forge: Forge) -> 
 
 
 def test_replay_after_the_cache_forgot_is_still_refused_as_expired(
-    service: TokenService, forge: Forge, clock: SteppingClock
+    service: Proving, forge: Forge, clock: SteppingClock
 ) -> None:
     # The jti is kept until exp + leeway + 1 s; one second after that the
     # cache may forget it, because the assertion itself no longer verifies.
@@ -88,9 +109,7 @@ def test_replay_after_the_cache_forgot_is_still_refused_as_expired(
     assert caught.value.error == "invalid_client"
 
 
-def test_forged_assertion_does_not_burn_the_genuine_jti(
-    service: TokenService, forge: Forge
-) -> None:
+def test_forged_assertion_does_not_burn_the_genuine_jti(service: Proving, forge: Forge) -> None:
     # An attacker who learns a jti in advance (say, from a log) signs with
     # their own key: it must fail before the cache, or the real one would.
     genuine = forge.assertion()
@@ -102,7 +121,7 @@ def test_forged_assertion_does_not_burn_the_genuine_jti(
 
 
 def test_assertion_spent_on_a_refused_scope_cannot_be_replayed(
-    service: TokenService, forge: Forge
+    service: Proving, forge: Forge
 ) -> None:
     assertion = forge.assertion()
     with pytest.raises(OAuthError) as first:
@@ -131,7 +150,7 @@ def test_assertion_spent_on_a_refused_scope_cannot_be_replayed(
     ],
 )
 def test_granted_scopes_follow_the_convenant(
-    service: TokenService,
+    service: Proving,
     forge: Forge,
     client_id: str,
     scope: str | None,
@@ -169,7 +188,7 @@ def test_granted_scopes_follow_the_convenant(
     ],
 )
 def test_scope_beyond_the_role_is_refused(
-    service: TokenService, forge: Forge, convenant: Convenant, client_id: str, scope: str
+    service: Proving, forge: Forge, convenant: Convenant, client_id: str, scope: str
 ) -> None:
     allowed = convenant.scopes_for(client_id)
     assert not set(scope.split(" ")) <= allowed, (
@@ -185,7 +204,7 @@ def test_scope_beyond_the_role_is_refused(
 
 @pytest.mark.redis
 def test_racing_replays_of_one_assertion_yield_exactly_one_token(
-    redis_service: TokenService, forge: Forge
+    redis_service: Proving, forge: Forge
 ) -> None:
     assertion = forge.assertion()
     barrier = threading.Barrier(RACERS)
@@ -219,7 +238,7 @@ def test_racing_replays_of_one_assertion_yield_exactly_one_token(
     ],
 )
 def test_jti_is_remembered_past_the_assertions_acceptance_window(
-    redis_service: TokenService,
+    redis_service: Proving,
     forge: Forge,
     redis_client: redis.Redis,
     redis_namespace: str,
@@ -262,7 +281,7 @@ def test_jti_is_remembered_past_the_assertions_acceptance_window(
     ],
 )
 def test_malformed_token_request_is_refused_with_its_rfc6749_code(
-    service: TokenService, forge: Forge, fields: dict[str, str | None], error: str
+    service: Proving, forge: Forge, fields: dict[str, str | None], error: str
 ) -> None:
     request = dict(form(forge.assertion()))
     for name, value in fields.items():
@@ -285,7 +304,7 @@ def test_malformed_token_request_is_refused_with_its_rfc6749_code(
     ],
 )
 def test_unknown_client_answers_in_the_time_a_known_one_does(
-    service: TokenService, forge: Forge, kind: str
+    service: Proving, forge: Forge, kind: str
 ) -> None:
     """Timing must not reveal which client ids exist (style.md §18).
 
@@ -308,7 +327,9 @@ def test_unknown_client_answers_in_the_time_a_known_one_does(
         for _ in range(400):
             started = time.perf_counter()
             with pytest.raises(OAuthError):
-                service.exchange(request)
+                # No proof: the assertion fails first, and a proof's signing
+                # would only add the same noise to both sides.
+                service.raw.exchange(request)
             samples.append(time.perf_counter() - started)
         return min(samples[50:])  # the first runs warm caches up
 

@@ -142,6 +142,13 @@ def log_in(page: Page, stack: LocalStack, token: str) -> None:
     page.wait_for_url(stack.broker_url + "/dpo")
 
 
+def login_code(client: BrokerClient) -> str:
+    """What `ketenbroker dpo login-code` prints: the token and a proof for the session."""
+    token = client.token()
+    proof = client.dpop_proof("POST", client.base_url + "/dpo/session", access_token=token)
+    return f"{token} {proof}"
+
+
 def png_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()
     assert data[:8] == PNG_SIGNATURE, "not a PNG"
@@ -157,7 +164,7 @@ def test_dpo_logs_in_and_reads_the_verified_dashboard(
     tmp_path: Path,
 ) -> None:
     dpo = client_for(FG)
-    log_in(page, browser_stack, dpo.token())
+    log_in(page, browser_stack, login_code(dpo))
 
     checkpoint = dpo.get("/v1/audit/checkpoint").json()
     shot = tmp_path / "dpo-dashboard.png"
@@ -218,7 +225,7 @@ def test_dpo_searches_a_case_and_opens_the_access_report(
     story: str,
     tmp_path: Path,
 ) -> None:
-    log_in(page, browser_stack, client_for(FG).token())
+    log_in(page, browser_stack, login_code(client_for(FG)))
     page.fill("#q", story)
     page.click("form.search button[type=submit]")
     page.wait_for_url("**/dpo/search?q=*")
@@ -268,7 +275,7 @@ def test_a_rewritten_entry_shows_as_not_verified(
             (original.replace('"decision":"deny"', '"decision":"permit"'), index),
         )
     try:
-        log_in(page, browser_stack, client_for(FG).token())
+        log_in(page, browser_stack, login_code(client_for(FG)))
         shot = tmp_path / "dpo-not-verified.png"
         page.screenshot(path=str(shot), full_page=True)
         assert page.inner_text("#integrity-status").strip() == "Niet geverifieerd"

@@ -58,11 +58,9 @@ def _hold(client: BrokerClient, index: int, reason: str = "lopend onderzoek") ->
 
 
 def _lift(stack: LocalStack, client: BrokerClient, index: int) -> httpx.Response:
-    # BrokerClient has no delete(); the same bearer token over plain httpx.
-    return httpx.delete(
-        f"{stack.broker_url}/v1/audit/entries/{index}/hold",
-        headers={"Authorization": f"Bearer {client.token()}"},
-    )
+    del stack  # the client knows its broker
+    # DELETE through the client, so the call carries its DPoP proof (RFC 9449 §7.1).
+    return client.request("DELETE", f"/v1/audit/entries/{index}/hold")
 
 
 def _holds(client: BrokerClient) -> list[dict[str, Any]]:

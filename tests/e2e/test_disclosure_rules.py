@@ -64,9 +64,11 @@ def _open_case(client_for: Clients, owner: str = DE_LINGE, **overrides: Any) -> 
 
 
 def _entry(client_for: Clients, case_id: str, exchange_id: str) -> dict[str, Any]:
-    [entry] = [
+    """The disclosure entry of an exchange (its intent, logged before the fetch, aside)."""
+    [intent, entry] = [
         e for e in audit_entries(client_for(FG), case=case_id) if e.get("exchange") == exchange_id
     ]
+    assert (intent["decision"], entry["intent_index"]) == ("intent", intent["index"])
     return entry
 
 

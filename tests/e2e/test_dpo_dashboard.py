@@ -51,12 +51,19 @@ def browser(stack: LocalStack) -> Iterator[httpx.Client]:
         yield client
 
 
-def log_in(browser: httpx.Client, token: str) -> httpx.Response:
-    return browser.post("/dpo/session", data={"access_token": token})
+def log_in(browser: httpx.Client, code: str) -> httpx.Response:
+    return browser.post("/dpo/session", data={"access_token": code})
+
+
+def login_code(client: BrokerClient) -> str:
+    """What `ketenbroker dpo login-code` prints: the token and a proof for the session."""
+    token = client.token()
+    proof = client.dpop_proof("POST", client.base_url + "/dpo/session", access_token=token)
+    return f"{token} {proof}"
 
 
 def dpo_browser(browser: httpx.Client, client_for: Clients) -> httpx.Client:
-    answer = log_in(browser, client_for(FG).token())
+    answer = log_in(browser, login_code(client_for(FG)))
     assert answer.status_code == 303, answer.text
     return browser
 
@@ -137,7 +144,7 @@ def test_partner_token_with_audit_own_is_refused_at_login(
 ) -> None:
     dpo = client_for(FG)
     before = len(security_events(dpo, "POST /dpo/session"))
-    answer = log_in(browser, client_for(GEMEENTE).token())  # scopes include audit:own
+    answer = log_in(browser, login_code(client_for(GEMEENTE)))  # scopes include audit:own
     assert answer.status_code == 403
     assert "set-cookie" not in answer.headers
     assert "audit:read" in parse(answer.text).one("p", role="alert").text()
@@ -154,7 +161,7 @@ def test_partner_token_with_audit_own_is_refused_at_login(
 def test_dpo_token_sets_a_strict_short_cookie_and_opens_every_panel(
     browser: httpx.Client, client_for: Clients
 ) -> None:
-    answer = log_in(browser, client_for(FG).token())
+    answer = log_in(browser, login_code(client_for(FG)))
     assert answer.status_code == 303
     assert answer.headers["location"] == "/dpo"
     cookie = answer.headers["set-cookie"]
@@ -259,9 +266,11 @@ def test_cli_prints_a_token_that_opens_the_dashboard(
         if name.upper().startswith("KETENBROKER_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("KETENBROKER_KEYS_DIR", str(keystore.root))
-    assert main(["dpo", "token", "--broker", stack.broker_url]) == 0
-    token = capsys.readouterr().out.strip()
-    assert log_in(browser, token).status_code == 303
+    assert main(["dpo", "login-code", "--broker", stack.broker_url]) == 0
+    code = capsys.readouterr().out.strip()
+    assert log_in(browser, code).status_code == 303
+    # A login code is good once (RFC 9449 §11.1).
+    assert log_in(browser, code).status_code == 401
     assert browser.get("/dpo").status_code == 200
     assert main(["dpo", "login-url", "--broker", stack.broker_url]) == 0
     out = capsys.readouterr().out
@@ -284,7 +293,10 @@ def test_panels_agree_with_the_entries_in_the_log(
     entries = [e for e in all_entries(client_for(FG)) if e["index"] < size]
     assert len(entries) == size
 
-    exchanged = [e for e in entries if e["kind"] == "exchange" and e["decision"] != "deny"]
+    # Intents (logged before each fetch) are not exchanges; their disclosures are.
+    exchanged = [
+        e for e in entries if e["kind"] == "exchange" and e["decision"] in {"permit", "partial"}
+    ]
     refused = [e for e in entries if e.get("decision") == "deny"]
     assert card_value(doc, "card-exchanged") == len(exchanged)
     assert card_value(doc, "card-refused") == len(refused)

@@ -112,9 +112,16 @@ def test_every_answer_has_its_audit_entry_without_values(
     assert response.status_code == 200
     body = response.json()
     entries = audit_entries(client_for(FG), case=active_case)
-    [entry] = [e for e in entries if e.get("exchange") == body["exchange"]]
+    # Log before disclose: an intent before the adapter was asked, then the
+    # disclosure that closes it; the receipt is the disclosure's.
+    [intent, entry] = [e for e in entries if e.get("exchange") == body["exchange"]]
+    assert intent["decision"] == "intent"
+    assert intent["index"] < entry["index"]
+    assert entry["intent_index"] == intent["index"]
+    assert intent["fields_disclosed"] == [] and intent["payload_hash"] is None
     assert entry["index"] == body["receipt"]["log_index"]
     assert leaf_hash(entry).hex() == body["receipt"]["leaf_hash"]
+    assert entry["answer_signature_digest"].startswith("sha256:")
     # The log holds the whole truth (partial when anything was held back);
     # the requester is told only what it may know.
     assert entry["decision"] in {"permit", "partial"}
@@ -137,12 +144,14 @@ def test_traceparent_travels_into_the_audit_entry(client_for: Clients, active_ca
     )
     assert response.status_code == 200
     exchange_id = response.json()["exchange"]
-    [entry] = [
+    # Both the intent and the disclosure carry the trace.
+    pair = [
         e
         for e in audit_entries(client_for(FG), case=active_case)
         if e.get("exchange") == exchange_id
     ]
-    assert entry["trace_id"] == trace_id
+    assert [e["decision"] == "intent" for e in pair] == [True, False]
+    assert {e["trace_id"] for e in pair} == {trace_id}
 
 
 # --- refusals: each code of contract.md, each logged -------------------------------
@@ -304,10 +313,11 @@ class _audit_store_refusing_writes:  # noqa: N801  # reads as a sentence in the 
 def test_audit_time_filters_understand_offsets(client_for: Clients, active_case: str) -> None:
     response = client_for(GEMEENTE).post("/v1/exchanges", json=exchange_body(active_case))
     assert response.status_code == 200
+    # The disclosure entry; its intent (same exchange) precedes it.
     [entry] = [
         e
         for e in audit_entries(client_for(FG), case=active_case)
-        if e.get("exchange") == response.json()["exchange"]
+        if e.get("exchange") == response.json()["exchange"] and e["decision"] != "intent"
     ]
     # The same instant written in UTC+01:00 must still include the entry.
     moment = datetime.fromisoformat(entry["time"].replace("Z", "+00:00"))

@@ -50,7 +50,10 @@ def test_not_complex_case_is_shredded_and_nothing_flows_afterwards(
     # An exchange while the case runs: its entry names the subject by pseudonym.
     asked = gemeente.post("/v1/exchanges", json=exchange_body(case_id))
     assert asked.status_code == 200, asked.text
-    (before,) = [e for e in audit_entries(dpo, case=case_id) if e["kind"] == "exchange"]
+    # The intent (logged before the fetch) and the disclosure that closes it.
+    intent, before = [e for e in audit_entries(dpo, case=case_id) if e["kind"] == "exchange"]
+    assert (intent["decision"], before["intent_index"]) == ("intent", intent["index"])
+    assert intent["subject"] == before["subject"]
     assert before["subject"].startswith("ps_")
     moved = gemeente.post(f"/v1/cases/{case_id}/transitions", json={"to": "geen_complexe_overlast"})
     assert moved.status_code == 200, moved.text

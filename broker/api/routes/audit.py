@@ -58,7 +58,9 @@ def entries(
     caller: AuditAnyCaller,
     case: FilterId = None,
     partner: FilterId = None,
-    decision: Annotated[str | None, Query(pattern=r"^(permit|partial|deny)$")] = None,
+    decision: Annotated[
+        str | None, Query(pattern=r"^(permit|partial|deny|intent|not_disclosed)$")
+    ] = None,
     from_: Annotated[
         str | None, Query(alias="from", max_length=40, pattern=r"^[0-9T:.+Z-]+$")
     ] = None,
@@ -118,7 +120,20 @@ def consistency_proof(
     }
 
 
-@router.get("/v1/audit/export")
+class JsonLinesResponse(StreamingResponse):
+    media_type = "application/jsonl"
+
+
+@router.get(
+    "/v1/audit/export",
+    response_class=JsonLinesResponse,
+    responses={
+        200: {
+            "description": "JSON Lines: every entry in index order, then the checkpoint.",
+            "content": {"application/jsonl": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def export(services: ServicesDep, caller: AuditReadCaller) -> StreamingResponse:
     _ = caller
     final = services.audit.checkpoint()
@@ -138,7 +153,7 @@ def export(services: ServicesDep, caller: AuditReadCaller) -> StreamingResponse:
                 cursor = stored.index
         yield json.dumps({"checkpoint": final.to_dict()}).encode() + b"\n"
 
-    return StreamingResponse(lines(), media_type="application/jsonl")
+    return JsonLinesResponse(lines())
 
 
 @router.get("/v1/audit/decisions")

@@ -53,6 +53,7 @@ from broker.audit.store import MAX_QUERY_LIMIT, AuditQuery, StoredEntry
 from broker.cases.crypto import pseudonym
 from broker.cases.requests import SUBJECT_REF
 from broker.errors import ConflictError, NotFoundError
+from broker.text import PrintableText
 
 if TYPE_CHECKING:
     from broker.services import Services
@@ -74,7 +75,7 @@ class HoldRequest(BaseModel):
 
     # For the DPO: a ground or the provider's own reference, no personal data.
     # Bounded as every untrusted string in the log (entries.MAX_UNTRUSTED_CHARS).
-    reason: str = Field(min_length=1, max_length=MAX_UNTRUSTED_CHARS)
+    reason: PrintableText = Field(min_length=1, max_length=MAX_UNTRUSTED_CHARS)
 
 
 # Check-then-append for holds is serialised within this process. Across

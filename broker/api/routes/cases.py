@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from broker.api.deps import ServicesDep
-from broker.api.security import CasesReadCaller, CasesWriteCaller
+from broker.api.security import Caller, CasesReadCaller, CasesWriteCaller
 from broker.cases.register import case_document
 from broker.cases.requests import (
     AdmitPartnerRequest,
@@ -18,10 +18,24 @@ from broker.cases.requests import (
     TransitionRequest,
     UrgencyRequest,
 )
+from broker.ratelimit import enforce_rate_limits
+from broker.services import Services
 
 router = APIRouter(tags=["cases"])
 
-CASE_ID = r"^[A-Za-z0-9_-]{1,64}$"
+
+def _limit_case_read(services: Services, caller: Caller, case_id: str) -> None:
+    # Probing case ids is an abuse pattern (issue 5 §6): partner rate plus a
+    # cap on distinct cases per hour. Raises RateLimitedError (429).
+    enforce_rate_limits(
+        limiter=services.rate_limiter,
+        limits=services.rate_limits,
+        caller_partner=caller.principal,
+        acting_user=None,
+        case=case_id,
+        subject=None,
+        now=services.clock.now(),
+    )
 
 
 @router.post("/v1/cases", status_code=201)
@@ -38,6 +52,7 @@ def create_case(
 
 @router.get("/v1/cases/{case_id}")
 def get_case(case_id: str, services: ServicesDep, caller: CasesReadCaller) -> dict[str, Any]:
+    _limit_case_read(services, caller, case_id)
     case = services.cases.get(caller=caller.principal, case_id=case_id)
     return case_document(
         case, services.convenant, viewer=caller.principal, now=services.clock.now()
@@ -87,6 +102,7 @@ def transition(
 
 @router.get("/v1/cases/{case_id}/status")
 def case_status(case_id: str, services: ServicesDep, caller: CasesReadCaller) -> dict[str, Any]:
+    _limit_case_read(services, caller, case_id)
     return services.cases.status_view(
         caller=caller.principal, case_id=case_id, now=services.clock.now()
     )

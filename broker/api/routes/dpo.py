@@ -14,16 +14,19 @@ Pages, all server-rendered HTML without script or external resources:
 * `GET /dpo/static/dpo.css`: the one style sheet.
 
 Authentication (decided by the lead; the details in `broker/dpo/session.py`):
-the DPO gets an access token like every client, with `private_key_jwt` at
-`/oauth/token` (client `fg-lekstroom`, scope `audit:read`), for instance with
-`ketenbroker dpo token`, and pastes it into the login form. The broker
-verifies it as it verifies a Bearer token and keeps it in an HttpOnly,
-SameSite=Strict cookie for Path=/dpo that lives as long as the token (at
-most 300 s). Every page verifies the cookie again; a missing, expired,
-forged or partner token sends the browser to /dpo/login, and each such
-refusal is a `security_event` in the audit log like any other refusal at
-the edge (docs/decisions.md, Logging). A refusal the log cannot take is a
-503, as elsewhere.
+the DPO gets a DPoP-bound access token like every client, with
+`private_key_jwt` at `/oauth/token` (client `fg-lekstroom`, scope
+`audit:read`), and `ketenbroker dpo login-code` adds a DPoP proof for
+`POST /dpo/session` made with the bound key (RFC 9449). The DPO pastes that
+login code into the form; the broker verifies token and proof, spends the
+proof once, and sets an HttpOnly, SameSite=Strict cookie for Path=/dpo
+holding a session value it seals itself (HMAC), never the token, that lives
+as long as the token (at most 300 s). Every page opens the seal again; a
+missing, expired, forged or partner credential sends the browser to
+/dpo/login, and each such refusal is a `security_event` in the audit log
+like any other refusal at the edge (docs/decisions.md, Logging). A refusal
+the log cannot take, or a replay cache that cannot answer, is a 503, as
+elsewhere.
 
 Every answer here, the redirects and error pages included, carries
 `Cache-Control: no-store`, a Content-Security-Policy without script, and
@@ -43,19 +46,22 @@ from fastapi.routing import APIRoute
 
 from broker.api.deps import ServicesDep
 from broker.api.routes.audit_subjects import CaseDataUnavailableError, gather_access_report
+from broker.api.security import dpop_nonces
 from broker.audit.access_report import render_access_report_html
 from broker.audit.entries import security_event
-from broker.auth.jose import MAX_JWT_BYTES
 from broker.cases.requests import SUBJECT_REF
 from broker.dpo import views
 from broker.dpo.dashboard import CASE_ID, MAX_QUERY_CHARS, build_overview, search
 from broker.dpo.session import (
     COOKIE_PATH,
+    MAX_LOGIN_CODE_CHARS,
     SECURITY_HEADERS,
     SESSION_COOKIE,
     DpoSession,
+    DpoSessionSealer,
     NotAnAuditorError,
-    verify_dpo_token,
+    spend_login_proof,
+    verify_dpo_login,
 )
 from broker.errors import (
     BackendUnavailableError,
@@ -175,13 +181,16 @@ def _invalid_request(request: Request, error: RequestValidationError) -> Respons
 router = APIRouter(tags=["dpo"], route_class=_DpoRoute)
 
 
+def _sealer(services: Services) -> DpoSessionSealer:
+    # Derived from the broker's key: every broker process opens every other's sessions.
+    return DpoSessionSealer.from_signing_key(services.keys.signing_key("broker"))
+
+
 def dpo_session(request: Request, services: ServicesDep) -> DpoSession:
     """The verified session behind this request, or a logged refusal and the login page."""
     try:
-        return verify_dpo_token(
+        return _sealer(services).open(
             request.cookies.get(SESSION_COOKIE),
-            keys=services.keys.public_keyset("broker"),
-            issuer=services.settings.issuer,
             convenant=services.convenant,
             now=services.clock.now(),
         )
@@ -212,18 +221,21 @@ def login_page() -> HTMLResponse:
 def start_session(
     request: Request,
     services: ServicesDep,
-    # Bounded as the API bounds a Bearer token (broker.auth.jose.MAX_JWT_BYTES).
-    access_token: Annotated[str, Form(min_length=1, max_length=MAX_JWT_BYTES)],
+    # A login code: token, blank, DPoP proof, each bounded like any JWT.
+    access_token: Annotated[str, Form(min_length=1, max_length=MAX_LOGIN_CODE_CHARS)],
 ) -> Response:
     now = services.clock.now()
     try:
-        session = verify_dpo_token(
+        login = verify_dpo_login(
             access_token.strip(),
             keys=services.keys.public_keyset("broker"),
             issuer=services.settings.issuer,
             convenant=services.convenant,
+            nonces=dpop_nonces(request),
             now=now,
         )
+        # Once only (RFC 9449 §11.1); an unreachable cache is a 503 (_DpoRoute).
+        spend_login_proof(login, replay_cache=services.replay_cache)
     except InsufficientScopeError as e:
         _record_refusal(request, services, code=e.code, detail=str(e), principal=_whose(e))
         return _html(
@@ -236,14 +248,16 @@ def start_session(
     except InvalidTokenError as e:
         _record_refusal(request, services, code=e.code, detail=str(e), principal=None)
         return _html(
-            views.render_login(error="Het token is ongeldig of verlopen. Maak een nieuw token."),
+            views.render_login(
+                error="De inlogcode is ongeldig, verlopen of al gebruikt. Maak een nieuwe."
+            ),
             status=401,
         )
     response = RedirectResponse("/dpo", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        access_token.strip(),
-        max_age=session.remaining_seconds(now=now),
+        _sealer(services).seal(login.session),
+        max_age=login.session.remaining_seconds(now=now),
         path=COOKIE_PATH,
         # Over https the cookie never travels in the clear; loopback development is http.
         secure=services.settings.issuer.startswith("https://"),

@@ -1,10 +1,16 @@
 """The OAuth edge: token endpoint, authorization-server metadata, JWKS.
 
-What it does: `POST /oauth/token` reads a bounded form-encoded body, hands it
-to `TokenService` and answers RFC 6749 §5.1 JSON, or §5.2 JSON on refusal.
-Every refusal is written to the audit log as a `security_event` before it
-is answered; if that write fails the answer is 503, never a silent refusal.
-`GET /.well-known/oauth-authorization-server` serves RFC 8414 metadata and
+What it does: `POST /oauth/token` reads a bounded form-encoded body and the
+request's `DPoP` header fields (RFC 9449 §5), hands them to `TokenService`
+and answers RFC 6749 §5.1 JSON, or §5.2 JSON on refusal. Every answer
+carries a fresh server nonce in `DPoP-Nonce` (RFC 9449 §8, §8.2): the
+`use_dpop_nonce` challenge needs it, and with the token it saves the
+client a challenge on its first API call. Every refusal is written to the
+audit log as a `security_event` before it is answered; if that write fails
+the answer is 503, never a silent refusal.
+`GET /.well-known/oauth-authorization-server` serves RFC 8414 metadata
+(plus RFC 9449 §5.1's `dpop_signing_alg_values_supported`, and a nonce in
+`DPoP-Nonce` so that a client's first proof can carry one) and
 `GET /.well-known/jwks.json` the broker's public keys (RFC 7517).
 
 What it does not: decide anything. Parsing and rendering only; the token
@@ -21,12 +27,13 @@ import logging
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from broker.api.deps import ServicesDep
+from broker.api.security import DPOP_HEADER, DPOP_NONCE_HEADER, dpop_nonces
 from broker.audit.entries import security_event
 from broker.auth.metadata import (
     JWKS_PATH,
@@ -38,6 +45,7 @@ from broker.auth.oauth_errors import INVALID_REQUEST, TEMPORARILY_UNAVAILABLE, O
 from broker.auth.token_service import TokenService
 from broker.convenant.model import SCOPES
 from broker.errors import AuditWriteError
+from broker.keys import ALLOWED_ALGORITHMS
 from broker.tracing import parse_traceparent
 
 logger = logging.getLogger(__name__)
@@ -58,7 +66,9 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 class TokenAnswer(BaseModel):
     access_token: str
-    token_type: Literal["Bearer"]
+    # RFC 9449 §5: DPoP when the request brought a proof; Bearer only for
+    # clients the convenant allows bearer tokens and that sent none.
+    token_type: Literal["DPoP", "Bearer"]
     expires_in: int
     scope: str
 
@@ -107,7 +117,19 @@ _TOKEN_FORM_SCHEMA = {
         401: {"model": OAuthErrorAnswer},
         503: {"model": OAuthErrorAnswer},
     },
-    openapi_extra=_TOKEN_FORM_SCHEMA,
+    openapi_extra={
+        **_TOKEN_FORM_SCHEMA,
+        "parameters": [
+            {
+                "name": DPOP_HEADER,
+                "in": "header",
+                "required": False,
+                "description": "A DPoP proof JWT for POST at this endpoint (RFC 9449 §4);"
+                " required unless the convenant allows the client bearer tokens.",
+                "schema": {"type": "string"},
+            }
+        ],
+    },
 )
 async def token(request: Request, services: ServicesDep) -> JSONResponse:
     body = await _read_bounded_body(request)
@@ -116,8 +138,17 @@ async def token(request: Request, services: ServicesDep) -> JSONResponse:
 
 
 @router.get(METADATA_PATH, summary="OAuth 2.0 authorization-server metadata (RFC 8414)")
-def authorization_server(services: ServicesDep) -> dict[str, Any]:
-    return authorization_server_metadata(issuer=services.settings.issuer, scopes=SCOPES)
+def authorization_server(
+    request: Request, response: Response, services: ServicesDep
+) -> dict[str, Any]:
+    # RFC 9449 §8.2 lets any answer carry the nonce to use: a client that
+    # reads the metadata first (as RFC 8414 clients do) sends its first
+    # token request with a nonce, instead of meeting a logged challenge.
+    response.headers[DPOP_NONCE_HEADER] = dpop_nonces(request).issue(now=services.clock.now())
+    metadata = authorization_server_metadata(issuer=services.settings.issuer, scopes=SCOPES)
+    # RFC 9449 §5.1: the algorithms a DPoP proof may use (broker.auth.dpop).
+    metadata["dpop_signing_alg_values_supported"] = list(ALLOWED_ALGORITHMS)
+    return metadata
 
 
 @router.get(JWKS_PATH, summary="The broker's public keys (RFC 7517)")
@@ -141,6 +172,9 @@ def _answer_token_request(
     request: Request, services: ServicesDep, body: bytes | None
 ) -> JSONResponse:
     now = services.clock.now()
+    nonces = dpop_nonces(request)
+    # RFC 9449 §8: a fresh nonce on every answer of the token endpoint.
+    headers = {**NO_STORE, DPOP_NONCE_HEADER: nonces.issue(now=now)}
     form: dict[str, str] = {}
     try:
         form = _parse_form(request.headers.get("content-type"), body)
@@ -151,7 +185,9 @@ def _answer_token_request(
             issuer_service=services.token_issuer,
             issuer_url=services.settings.issuer,
             clock=services.clock,
-        ).exchange(form)
+            # Nonces required at the token endpoint (RFC 9449 §8), always.
+            nonces=nonces,
+        ).exchange(form, dpop_proofs=request.headers.getlist(DPOP_HEADER))
     except OAuthError as refusal:
         client_id = form.get("client_id")
         known = client_id if client_id and services.convenant.role_of(client_id) else None
@@ -171,7 +207,7 @@ def _answer_token_request(
             # cause is in the message; a traceback would add nothing (TRY400).
             logger.error("token refusal not recorded in the audit log: %s", e)  # noqa: TRY400
             refusal = OAuthError(TEMPORARILY_UNAVAILABLE, f"audit write failed: {e}")
-        return _oauth_error(refusal)
+        return _oauth_error(refusal, headers=headers)
     return JSONResponse(
         {
             "access_token": issued.access_token,
@@ -179,7 +215,7 @@ def _answer_token_request(
             "expires_in": issued.expires_in,
             "scope": issued.scope,
         },
-        headers=NO_STORE,
+        headers=headers,
     )
 
 
@@ -212,9 +248,9 @@ def _parse_form(content_type: str | None, body: bytes | None) -> dict[str, str]:
     return form
 
 
-def _oauth_error(refusal: OAuthError) -> JSONResponse:
+def _oauth_error(refusal: OAuthError, *, headers: dict[str, str]) -> JSONResponse:
     return JSONResponse(
         {"error": refusal.error, "error_description": refusal.description},
         status_code=refusal.status,
-        headers=NO_STORE,
+        headers=headers,
     )

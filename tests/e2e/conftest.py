@@ -21,6 +21,7 @@ from broker.keys import KeyStore
 from broker.policy.engine import PolicyBundle
 from broker.policy.inputs import convenant_data
 from broker.policy.opa import OpaPolicyEngine
+from broker.ratelimit.policy import MAX_LIMIT, RateLimits
 from broker.settings import PROJECT_ROOT
 from broker.stack import LocalStack, start_local_stack
 from tests.conftest import EXAMPLE_CONVENANT
@@ -100,6 +101,10 @@ def stack(
         "sqlite_path": workdir / "ketenbroker.sqlite3",
         "postgres_dsn": postgres_server_dsn,
         "redis_namespace": f"kbtest:{secrets.token_hex(6)}",
+        # These stacks test behaviour, not limits: a module registers dozens of
+        # cases, beyond the per-user cap on distinct (case, subject) pairs.
+        # Limits are tested in tests/ratelimit and tests/e2e/test_rate_limits.py.
+        "rate_limits": dict.fromkeys(RateLimits.model_fields, MAX_LIMIT),
         **backend,
     }
     if request.param != "production-opa":

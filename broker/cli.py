@@ -25,8 +25,7 @@ from broker.commands import retention as retention_commands
 from broker.convenant import load_convenant
 from broker.keys import KeyStore
 from broker.policy.embedded import EmbeddedPolicyEngine
-from broker.policy.engine import PolicyBundle
-from broker.policy.inputs import convenant_data
+from broker.policy.inputs import convenant_data, serving_bundle
 from broker.policy.rego_tests import run_rego_tests
 from broker.retention.scheduler import RetentionScheduler, scheduler_for
 from broker.services import Services, build_services
@@ -123,7 +122,7 @@ def _adapter(args: argparse.Namespace, settings: Settings) -> int:
 
 def _policy_eval(args: argparse.Namespace, settings: Settings) -> int:
     convenant = load_convenant(settings.convenant_path)
-    bundle = PolicyBundle.from_directory(settings.policies_dir).with_data(convenant_data(convenant))
+    bundle = serving_bundle(settings.policies_dir, convenant)
     engine = EmbeddedPolicyEngine(bundle, entrypoints=(args.entrypoint,))
     document = json.loads(Path(args.input).read_text())
     print(json.dumps(engine.evaluate(args.entrypoint, document), indent=2, ensure_ascii=False))

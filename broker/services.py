@@ -41,8 +41,8 @@ from broker.exchange.reconcile import (
 from broker.keys import KeyStore
 from broker.policy.decision_log import SqlDecisionLog
 from broker.policy.embedded import EmbeddedPolicyEngine
-from broker.policy.engine import PolicyBundle, PolicyEngine
-from broker.policy.inputs import convenant_data
+from broker.policy.engine import PolicyEngine
+from broker.policy.inputs import serving_bundle
 from broker.policy.opa import OpaPolicyEngine
 from broker.ratelimit import MemoryRateLimiter, RateLimiter, RateLimits, RedisRateLimiter
 from broker.settings import Settings
@@ -83,7 +83,7 @@ class Services:
 
 
 def build_policy_engine(settings: Settings, convenant: Convenant) -> PolicyEngine:
-    bundle = PolicyBundle.from_directory(settings.policies_dir).with_data(convenant_data(convenant))
+    bundle = serving_bundle(settings.policies_dir, convenant)
     if settings.policy_engine == "opa":
         return OpaPolicyEngine(
             url=settings.opa_url,

@@ -132,9 +132,13 @@ class CaseRegister:
     def load(self, case_id: str) -> Case | None:
         # An id that cannot be one of ours is simply absent: the same 404 as any
         # unknown case, and NUL or wildcards never reach a database driver.
+        return self.load_with_key(case_id)[0]
+
+    def load_with_key(self, case_id: str) -> tuple[Case | None, bytes | None]:
+        """The case and its data key (None, None when absent), from one read."""
         if not CASE_ID.fullmatch(case_id):
-            return None
-        return self._store.load(case_id)
+            return None, None
+        return self._store.load_with_key(case_id)
 
     def get(self, *, caller: str, case_id: str) -> Case:
         return require_visible(self.load(case_id), caller)

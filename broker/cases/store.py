@@ -78,6 +78,7 @@ log = logging.getLogger("ketenbroker.cases")
 class CaseStore(Protocol):
     def insert(self, case: Case) -> None: ...
     def load(self, case_id: str) -> Case | None: ...
+    def load_with_key(self, case_id: str) -> tuple[Case | None, bytes | None]: ...
     def update(self, case: Case) -> Case: ...
     def data_key(self, case_id: str) -> bytes | None: ...
     def destroy_personal_data(
@@ -300,18 +301,23 @@ class SqlCaseStore:
         return data_key, bytes(row[1])
 
     def load(self, case_id: str) -> Case | None:
+        return self.load_with_key(case_id)[0]
+
+    def load_with_key(self, case_id: str) -> tuple[Case | None, bytes | None]:
+        """The case and its data key from one read of its secrets (the exchange hot path)."""
         with self._guard("read"), self._db.transaction() as cur:
             cur.execute("SELECT version, doc FROM cases WHERE id = ?", (case_id,))
             row = cur.fetchone()
         if row is None:
-            return None
+            return None, None
         secrets_row = self._secrets(case_id)
         personal = None
+        data_key = None
         if secrets_row is not None:
             data_key, sealed = secrets_row
             plaintext = open_sealed(data_key, case_id=case_id, label=PERSONAL_LABEL, sealed=sealed)
             personal = json.loads(plaintext)
-        return _case_from(case_id, int(row[0]), json.loads(row[1]), personal)
+        return _case_from(case_id, int(row[0]), json.loads(row[1]), personal), data_key
 
     def update(self, case: Case) -> Case:
         """Write a changed case if nobody changed it meanwhile (optimistic concurrency).

@@ -246,9 +246,8 @@ class ExchangePipeline:
     def _load_context(
         self, requester: Requester, request: ExchangeRequest, trace: TraceContext
     ) -> _Context:
-        case = self._cases.load(request.case)
+        case, data_key = self._cases.load_with_key(request.case)
         subject_pseudonym = None
-        data_key = self._cases.data_key(case.id) if case is not None else None
         if data_key is not None:
             subject_pseudonym = pseudonym(data_key, request.subject)
         return _Context(

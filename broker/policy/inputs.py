@@ -31,10 +31,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from broker.cases.model import Case
 from broker.convenant import Convenant
+from broker.policy.engine import PolicyBundle
 from broker.policy.normalise import TextTooLongError, normalise_text
 
 # An answer field with more text than this is not scanned but withheld whole:
@@ -150,3 +152,12 @@ def build_disclosure_input(
 def convenant_data(convenant: Convenant) -> dict[str, Any]:
     """The convenant as Rego base data (`data.convenant`)."""
     return {"convenant": convenant.model_dump(mode="json")}
+
+
+def serving_bundle(policies_dir: Path, convenant: Convenant) -> PolicyBundle:
+    """What both engines serve: policies/ plus the convenant as `data.convenant`.
+
+    Its version is the `policy_version` every audit entry records, so the
+    broker, `policy eval` and the bundle written for OPA are built here only.
+    """
+    return PolicyBundle.from_directory(policies_dir).with_data(convenant_data(convenant))

@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     image before OPA starts, so OPA reads the very files the broker hashed.
     """
     from broker.convenant import load_convenant  # noqa: PLC0415  # only this command needs them
-    from broker.policy.inputs import convenant_data  # noqa: PLC0415
+    from broker.policy.inputs import serving_bundle  # noqa: PLC0415
     from broker.settings import Settings  # noqa: PLC0415
 
     args = sys.argv[1:] if argv is None else argv
@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = Settings()
     convenant = load_convenant(settings.convenant_path)
-    bundle = PolicyBundle.from_directory(settings.policies_dir).with_data(convenant_data(convenant))
+    bundle = serving_bundle(settings.policies_dir, convenant)
     write_opa_bundle(bundle, Path(args[0]))
     print(f"wrote OPA bundle {bundle.version} to {args[0]}")
     return 0

@@ -175,6 +175,19 @@ def test_unknown_case_loads_as_none(store: SqlCaseStore) -> None:
     assert store.data_key(CASE_B) is None
 
 
+def test_load_with_key_gives_the_case_and_its_key_in_one_read(store: SqlCaseStore) -> None:
+    inserted = make_case(case_id=CASE_A)
+    store.insert(inserted)
+    case, key = store.load_with_key(CASE_A)
+    assert case == store.load(CASE_A)
+    assert key is not None and key == store.data_key(CASE_A)
+    assert store.load_with_key(CASE_B) == (None, None)
+    store.destroy_personal_data(CASE_A, now=inserted.updated_at, statistic=None)
+    destroyed, no_key = store.load_with_key(CASE_A)
+    assert destroyed is not None and destroyed.personal_data_destroyed
+    assert no_key is None
+
+
 def test_each_case_gets_its_own_data_key(store: SqlCaseStore) -> None:
     store.insert(make_case(case_id=CASE_A))
     store.insert(make_case(case_id=CASE_B))

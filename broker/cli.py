@@ -2,16 +2,16 @@
 
 ketenbroker keys init [--if-missing] [--alg EdDSA|ES256] [--dir DIR]
 ketenbroker demo                       the main job, on the embedded default
-ketenbroker serve [--no-adapters]      broker (and adapters) on loopback until Ctrl-C
+ketenbroker serve [--no-adapters] [--workers N]  broker (and adapters) until Ctrl-C
 ketenbroker adapter --partner ID       one partner's adapter (used by docker/)
 ketenbroker policy eval ENTRYPOINT --input FILE
 ketenbroker policy test                Rego unit tests, with pass/fail counts
+ketenbroker policy bundle [--out PATH]  the signed OPA bundle (var/policy-bundle.tar.gz)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import threading
@@ -21,12 +21,12 @@ from broker.commands import access_report as access_report_commands
 from broker.commands import audit as audit_commands
 from broker.commands import dpo as dpo_commands
 from broker.commands import keys as keys_commands
+from broker.commands import policy as policy_commands
+from broker.commands import restore_check as restore_check_commands
 from broker.commands import retention as retention_commands
 from broker.convenant import load_convenant
 from broker.keys import KeyStore
-from broker.policy.embedded import EmbeddedPolicyEngine
-from broker.policy.inputs import convenant_data, serving_bundle
-from broker.policy.rego_tests import run_rego_tests
+from broker.logging_setup import configure_logging
 from broker.retention.scheduler import RetentionScheduler, scheduler_for
 from broker.services import Services, build_services
 from broker.settings import Settings
@@ -66,18 +66,59 @@ def _start_retention(services: Services) -> RetentionScheduler:
     return scheduler
 
 
+def _shared_state_missing(settings: Settings) -> list[str]:
+    """What several broker processes would not share under `settings` (empty: all shared)."""
+    missing = []
+    if settings.storage_backend != "postgres":
+        missing.append(f"storage_backend={settings.storage_backend} (needs postgres)")
+    if settings.cache_backend != "redis":
+        missing.append(f"cache_backend={settings.cache_backend} (needs redis)")
+    return missing
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from broker.api.app import create_app
+    from broker.api.factory import FACTORY_PATH
     from broker.stack import start_local_stack
 
+    if args.workers < 1 or (args.workers > 1 and not args.no_adapters):
+        print("--workers needs --no-adapters and a count >= 1", file=sys.stderr)
+        return 2
+    if args.workers > 1 and (missing := _shared_state_missing(settings)):
+        # Fail closed: with an in-process replay cache each worker would
+        # accept a jti another worker already saw (RFC 9449 §11.1).
+        print(f"--workers {args.workers} refused: {', '.join(missing)}", file=sys.stderr)
+        return 2
     if args.no_adapters:
+        # The supervising process reconciles and runs the hourly retention
+        # job; with several workers each one builds its own services from the
+        # same environment (broker.api.factory).
         services = build_services(settings)
         retention = _start_retention(services)
         try:
-            app = create_app(settings, services=services)
-            uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+            if args.workers > 1:
+                uvicorn.run(
+                    FACTORY_PATH,
+                    factory=True,
+                    workers=args.workers,
+                    host=args.host,
+                    port=args.port,
+                    log_level="info",
+                    log_config=None,
+                    access_log=False,
+                )
+            else:
+                app = create_app(settings, services=services)
+                uvicorn.run(
+                    app,
+                    host=args.host,
+                    port=args.port,
+                    log_level="info",
+                    log_config=None,
+                    access_log=False,
+                )
         finally:
             retention.stop()  # before the services it uses are closed
             services.close()
@@ -116,29 +157,10 @@ def _adapter(args: argparse.Namespace, settings: Settings) -> int:
     app = kind.build_app(
         partner_id=args.partner, keys=KeyStore(settings.keys_dir), broker_issuer=settings.issuer
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level="info", log_config=None, access_log=False
+    )
     return 0
-
-
-def _policy_eval(args: argparse.Namespace, settings: Settings) -> int:
-    convenant = load_convenant(settings.convenant_path)
-    bundle = serving_bundle(settings.policies_dir, convenant)
-    engine = EmbeddedPolicyEngine(bundle, entrypoints=(args.entrypoint,))
-    document = json.loads(Path(args.input).read_text())
-    print(json.dumps(engine.evaluate(args.entrypoint, document), indent=2, ensure_ascii=False))
-    return 0
-
-
-def _policy_test(args: argparse.Namespace, settings: Settings) -> int:
-    convenant = load_convenant(settings.convenant_path)
-    results = run_rego_tests(settings.policies_dir, extra_data=convenant_data(convenant))
-    failed = [r for r in results if not r.passed]
-    for result in results:
-        if args.verbose or not result.passed:
-            mark = "PASS" if result.passed else "FAIL"
-            print(f"{mark} {result.name} {result.detail}".rstrip())
-    print(f"rego: {len(results) - len(failed)} passed, {len(failed)} failed")
-    return 1 if failed or not results else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=BROKER_PORT)
     serve.add_argument("--no-adapters", action="store_true", help="the broker alone")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="broker processes on this port (needs --no-adapters, PostgreSQL and Redis)",
+    )
     serve.set_defaults(handler=_serve)
 
     adapter = commands.add_parser("adapter", help="run one partner's adapter")
@@ -168,16 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     adapter.add_argument("--port", type=int, default=FIRST_ADAPTER_PORT)
     adapter.set_defaults(handler=_adapter)
 
-    policy = commands.add_parser("policy", help="the Rego policy").add_subparsers(
-        dest="policy_command", required=True
-    )
-    evaluate = policy.add_parser("eval", help="evaluate an entrypoint with the embedded engine")
-    evaluate.add_argument("entrypoint", help="e.g. ketenbroker/exchange/decision")
-    evaluate.add_argument("--input", required=True, help="JSON input document")
-    evaluate.set_defaults(handler=_policy_eval)
-    test = policy.add_parser("test", help="run the Rego unit tests")
-    test.add_argument("-v", "--verbose", action="store_true")
-    test.set_defaults(handler=_policy_test)
+    policy_commands.register(commands)
 
     for group in (
         audit_commands,
@@ -185,15 +204,21 @@ def build_parser() -> argparse.ArgumentParser:
         access_report_commands,
         dpo_commands,
         keys_commands,
+        restore_check_commands,
     ):
         group.register(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     settings = Settings()
+    if args.command in ("serve", "adapter"):
+        # Servers log in the operator's format (docs/operations.md, Logs).
+        configure_logging(settings)
+    else:
+        # The other commands print their results; warnings only, beside them.
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     code: int = args.handler(args, settings)
     return code
 

@@ -38,6 +38,7 @@ Layout of a key folder::
     private/case-kek.bin           32 random bytes: wraps per-case data keys
     public/<principal>.jwks.json   that principal's public keys, newest first
     public/revoked.json            {principal: [{kid, reason, revoked_at}]}
+    public/policy-signer.pem       the policy signer's current public key (for OPA)
 
 Errors raised here, in the tree of `broker.errors`::
 
@@ -63,6 +64,7 @@ import os
 import re
 import secrets
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -87,6 +89,12 @@ KEK_BYTES = 32  # AES-256 key-encryption key
 # key signs every access token and checkpoint, so it is never revoked.
 BROKER_PRINCIPAL = "broker"
 REVOCATIONS_FILE = "revoked.json"
+# The key that signs policy bundles (broker.policy.bundle). Always ES256: OPA
+# verifies bundles with a PEM public key and does not take EdDSA for them in
+# every release, so its public key is also written as public/policy-signer.pem
+# for `opa run --verification-key`.
+POLICY_SIGNER = "policy-signer"
+POLICY_SIGNER_ALGORITHM: Algorithm = "ES256"
 # Principal ids name files: the convenant's identifier pattern
 # (broker/convenant/model.py IDENTIFIER), which has no '/' and no leading '.'.
 _PRINCIPAL = re.compile(r"[a-z][a-z0-9_.-]{1,63}")
@@ -429,11 +437,26 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return document
 
 
+_Stamp = tuple[int, int, int] | None  # (inode, mtime ns, size) of a file, None if missing
+
+
+def _stamp(path: Path) -> _Stamp:
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    return (status.st_ino, status.st_mtime_ns, status.st_size)
+
+
 class KeyStore:
     """A key folder on disk (see the module docstring for its layout and its rules)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # principal -> (file stamps, keyset): parsing a JWKS costs ~0.13 ms and
+        # every exchange asks 2-3 times; a stat of both files costs a few µs.
+        self._keysets: dict[str, tuple[tuple[_Stamp, _Stamp], PublicKeySet]] = {}
+        self._keysets_lock = threading.Lock()
 
     def _checked(self, principal: str) -> str:
         if not _PRINCIPAL.fullmatch(principal):
@@ -516,10 +539,20 @@ class KeyStore:
     def public_keyset(self, principal: str) -> PublicKeySet:
         """The keys to trust for `principal`: its history, newest first, less revoked kids.
 
-        Read from the files on every call: a revocation holds from the next call on.
+        Checked against the files on every call: a revocation holds from the
+        next call on. The parsed set is reused while neither the principal's
+        JWKS file nor the revocation list has changed; every write is an
+        atomic rename, so a change always shows as a new inode.
         """
-        history = self._history(principal)
-        return without_revoked(history, self.revocations(principal))
+        stamps = (_stamp(self._public_path(principal)), _stamp(self._revocations_path()))
+        with self._keysets_lock:
+            cached = self._keysets.get(principal)
+        if cached is not None and cached[0] == stamps:
+            return cached[1]
+        keyset = without_revoked(self._history(principal), self.revocations(principal))
+        with self._keysets_lock:
+            self._keysets[principal] = (stamps, keyset)
+        return keyset
 
     def signing_key(self, principal: str) -> SigningKey:
         """The principal's current key; refused once revoked (nothing it signs would verify)."""
@@ -555,8 +588,16 @@ class KeyStore:
 
     # ---- writing ----------------------------------------------------------------
 
+    def policy_signer_pem_path(self) -> Path:
+        return self.root / "public" / f"{POLICY_SIGNER}.pem"
+
     def _make_current(self, principal: str, alg: Algorithm) -> SigningKey:
         """Write a new current key; hold the write lock."""
+        if principal == POLICY_SIGNER and alg != POLICY_SIGNER_ALGORITHM:
+            raise InputError(
+                f"expected {POLICY_SIGNER_ALGORITHM} for {POLICY_SIGNER!r} (OPA verifies bundles"
+                f" with it), got {alg!r}"
+            )
         key = generate_signing_key(alg)
         history = without_revoked(
             self._history(principal, missing_ok=True), self.revocations(principal)
@@ -574,7 +615,20 @@ class KeyStore:
             serialization.NoEncryption(),
         )
         _write_atomically(self._private_path(principal), pem, mode=PRIVATE_FILE_MODE)
+        if principal == POLICY_SIGNER:
+            public_pem = key.public_key.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            _write_atomically(self.policy_signer_pem_path(), public_pem, mode=PUBLIC_FILE_MODE)
         return key
+
+    def ensure_policy_signer(self) -> list[str]:
+        """Make the policy-signer's ES256 key pair unless it exists; [POLICY_SIGNER] if made."""
+        with self._writing():
+            if self.has(POLICY_SIGNER):
+                return []
+            self._make_current(POLICY_SIGNER, POLICY_SIGNER_ALGORITHM)
+            return [POLICY_SIGNER]
 
     def create(self, principal: str, alg: Algorithm = "EdDSA") -> SigningKey:
         """Make a new current key pair for `principal`; earlier public keys stay in its history.

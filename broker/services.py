@@ -39,11 +39,12 @@ from broker.exchange.reconcile import (
     shared_grace,
 )
 from broker.keys import KeyStore
+from broker.metrics import Metrics
 from broker.policy.decision_log import SqlDecisionLog
 from broker.policy.embedded import EmbeddedPolicyEngine
 from broker.policy.engine import PolicyEngine
-from broker.policy.inputs import serving_bundle
 from broker.policy.opa import OpaPolicyEngine
+from broker.policy.served import load_served_bundle
 from broker.ratelimit import MemoryRateLimiter, RateLimiter, RateLimits, RedisRateLimiter
 from broker.settings import Settings
 from broker.sql import SqlConnection
@@ -69,6 +70,8 @@ class Services:
     reconciled: ReconcileReport
     rate_limiter: RateLimiter
     rate_limits: RateLimits
+    # One registry per broker: every part reports into it, GET /metrics renders it.
+    metrics: Metrics = field(default_factory=Metrics)
     _closers: list[object] = field(default_factory=list)
 
     def close(self) -> None:
@@ -82,15 +85,23 @@ class Services:
                 close()
 
 
-def build_policy_engine(settings: Settings, convenant: Convenant) -> PolicyEngine:
-    bundle = serving_bundle(settings.policies_dir, convenant)
+def build_policy_engine(
+    settings: Settings, convenant: Convenant, *, metrics: Metrics | None = None
+) -> PolicyEngine:
+    """An engine over the signed bundle only (broker.policy.served); its revision is `version`.
+
+    The OPA engine refuses every decision OPA makes with another revision, so
+    OPA must serve the same signed bundle file (docker/compose.yaml).
+    """
+    bundle = load_served_bundle(settings, convenant)
     if settings.policy_engine == "opa":
         return OpaPolicyEngine(
             url=settings.opa_url,
             version=bundle.version,
             timeout_seconds=settings.policy_timeout_seconds,
+            metrics=metrics,
         )
-    return EmbeddedPolicyEngine(bundle)
+    return EmbeddedPolicyEngine(bundle, metrics=metrics)
 
 
 def build_audit_store(settings: Settings) -> AuditStore:
@@ -140,11 +151,19 @@ def build_services(
     policy: PolicyEngine | None = None,
 ) -> Services:
     clock = clock or SystemClock()
+    metrics = Metrics()
     convenant = load_convenant(settings.convenant_path)
     keys = KeyStore(settings.keys_dir)
     broker_key = keys.signing_key(BROKER_PRINCIPAL)
     store = audit_store or build_audit_store(settings)
-    audit = AuditLog(store=store, signing_key=broker_key, clock=clock)
+    audit = AuditLog(
+        store=store,
+        signing_key=broker_key,
+        clock=clock,
+        metrics=metrics,
+        group_commit=settings.audit_group_commit,
+        max_batch=settings.audit_max_batch,
+    )
     limit = in_flight_limit(
         adapter_timeout_seconds=settings.adapter_timeout_seconds,
         policy_timeout_seconds=settings.policy_timeout_seconds,
@@ -167,13 +186,14 @@ def build_services(
     sql = build_sql_connection(settings)
     cases = CaseRegister(store=SqlCaseStore(sql, kek=keys.data_kek()), convenant=convenant)
     decisions = SqlDecisionLog(sql)
-    engine = policy or build_policy_engine(settings, convenant)
+    engine = policy or build_policy_engine(settings, convenant, metrics=metrics)
     adapters = AdapterGateway(
         urls=settings.adapter_urls,
         signing_key=broker_key,
         issuer=settings.issuer,
         keys=keys,
         timeout_seconds=settings.adapter_timeout_seconds,
+        metrics=metrics,
     )
     return Services(
         settings=settings,
@@ -200,10 +220,12 @@ def build_services(
             clock=clock,
             signing_key=broker_key,
             in_flight_limit=limit,
+            metrics=metrics,
         ),
         decisions=decisions,
         reconciled=reconciled,
         rate_limiter=build_rate_limiter(settings),
         rate_limits=settings.rate_limits,
+        metrics=metrics,
         _closers=[store, sql, writer],
     )

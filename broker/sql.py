@@ -5,6 +5,14 @@ production. Queries are written once with `?` placeholders; this module
 translates them for psycopg and serialises access to one connection per
 store (both drivers' connections are not safe to share between threads).
 It is not an ORM and hides no transaction: callers say when to commit.
+
+A transaction is durable (flushed to disk before COMMIT returns) unless the
+caller opens it with `durable=False`: then its commit survives a crash of
+the broker process but may be lost, whole, in a power cut or an
+operating-system crash (SQLite `synchronous=NORMAL` in WAL mode, PostgreSQL
+`synchronous_commit=off`; on SQLite the next durable commit on the same
+file flushes it too). Only the decision log asks for that (docs/decisions.md,
+"Decision log commits"); the case register never does.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from typing import Any, Literal, Protocol
 import psycopg
 
 Dialect = Literal["sqlite", "postgres"]
+# Advisory lock key (any bigint, fixed) for the broker's own schema: "kbschema".
+SCHEMA_LOCK_KEY = int.from_bytes(b"kbschema", "big")
 
 
 class Cursor(Protocol):
@@ -71,13 +81,20 @@ class SqlConnection:
                 self._raw = psycopg.connect(self._dsn, autocommit=True)
 
     @contextmanager
-    def transaction(self) -> Iterator[Cursor]:
-        """One atomic unit: commit on success, roll back on any error."""
+    def transaction(self, *, durable: bool = True) -> Iterator[Cursor]:
+        """One atomic unit: commit on success, roll back on any error.
+
+        `durable=False` skips the flush at commit (see the module docstring).
+        """
         with self._lock:
             if self.dialect == "postgres":
                 self._usable_postgres()
             cursor = _TranslatingCursor(self._raw.cursor(), self._translate)
             if self.dialect == "sqlite":
+                # A connection setting, so every transaction sets its own:
+                # none can inherit NORMAL from a failed one before it.
+                # FULL: a committed row survives power loss (log before disclose).
+                self._raw.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
                 self._raw.execute("BEGIN IMMEDIATE")
                 try:
                     yield cursor
@@ -87,7 +104,25 @@ class SqlConnection:
                 self._raw.execute("COMMIT")
             else:
                 with self._raw.transaction():
+                    if not durable:
+                        # LOCAL: ends with this transaction, whatever happens.
+                        cursor.execute("SET LOCAL synchronous_commit TO off")
                     yield cursor
+
+    @contextmanager
+    def schema_transaction(self) -> Iterator[Cursor]:
+        """A transaction for CREATE ... IF NOT EXISTS, safe when processes start at once.
+
+        PostgreSQL's IF NOT EXISTS is not atomic: two sessions creating the
+        same table together can both pass the check, and one then fails on
+        the catalog's unique index. A transaction-scoped advisory lock
+        makes them take turns (released by COMMIT or ROLLBACK). SQLite's
+        BEGIN IMMEDIATE already does.
+        """
+        with self.transaction() as cursor:
+            if self.dialect == "postgres":
+                cursor.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_KEY,))
+            yield cursor
 
     def close(self) -> None:
         with self._lock:

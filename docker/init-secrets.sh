@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Makes the files docker/compose.yaml reads as secrets, once, under keys/dev/
-# (git-ignored): the development key pairs (`ketenbroker keys init`) and the
-# PostgreSQL password with the matching pgpass line the broker's libpq reads.
-# Existing files are kept, so running it again changes nothing.
+# Makes the files docker/compose.yaml mounts, once: under keys/dev/
+# (git-ignored) the development key pairs (`ketenbroker keys init`, which
+# includes the policy-signer's ES256 pair) and the PostgreSQL password with
+# the matching pgpass line the broker's libpq reads; and under var/
+# (git-ignored) the signed policy bundle OPA and the broker load.
+# Existing key and password files are kept; the bundle is rewritten from
+# policies/ and the convenant, so run this again after changing either.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +15,10 @@ dir=keys/dev
 ketenbroker="${KETENBROKER_BIN:-.venv/bin/ketenbroker}"
 "$ketenbroker" keys init --if-missing --dir "$dir"
 
+# Signed here, where the policy-signer's private key is; the containers get
+# only the bundle and the public key (docker/README.md, "Which policy decides").
+"$ketenbroker" policy bundle --dir "$dir" --out var/policy-bundle.tar.gz
+
 umask 077 # the password files below are for their owner only
 if [ ! -s "$dir/postgres-password" ]; then
   # URL-safe alphabet: no ':' or '\' that pgpass would need escaped.
@@ -20,4 +27,4 @@ fi
 # host:port:database:user:password (PostgreSQL docs, "The Password File").
 printf 'postgres:5432:ketenbroker:ketenbroker:%s\n' "$(cat "$dir/postgres-password")" \
   >"$dir/postgres.pgpass"
-echo "secrets ready in $dir"
+echo "secrets ready in $dir, signed policy bundle in var/policy-bundle.tar.gz"

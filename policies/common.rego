@@ -6,10 +6,10 @@ package ketenbroker.common
 import rego.v1
 
 # The convenant's exchange type the requester asks for; undefined when unknown.
-exchange_type := et if {
-	some et in data.convenant.exchanges
-	et.id == input.exchange.query
-}
+# Looked up by id in data.convenant_index (built with the bundle from
+# data.convenant, broker/policy/inputs.py): scanning the exchanges array
+# cost a fifth of a millisecond per decision in rego-cpp.
+exchange_type := data.convenant_index.exchanges[input.exchange.query]
 
 # The requester's own entry in the case's partner list.
 requester_in_case := p if {
@@ -28,8 +28,4 @@ subject_in_case := s if {
 
 final_states := {"afgesloten", "geen_complexe_overlast"}
 
-owner_is_corporation if {
-	some p in data.convenant.partners
-	p.id == input.case.dwelling_owner
-	p.role == "corporatie"
-}
+owner_is_corporation if data.convenant_index.partners[input.case.dwelling_owner].role == "corporatie"

@@ -18,15 +18,13 @@ special contains c if some c in data.categories.special
 
 ordinary contains c if some c in data.categories.ordinary
 
-answer_fields contains f if some f in input.answer.fields
-
-listed_fields contains f if {
-	some f in answer_fields
-	f.name in listed
-}
+# Answer fields are iterated where needed, never collected into a set of
+# field objects: building a set of objects that carry the answer's texts
+# cost rego-cpp milliseconds per decision. In each rule the cheapest test
+# that rules most fields out comes first (docs/performance.md).
 
 boolean_fact(name) := f.boolean if {
-	some f in answer_fields
+	some f in input.answer.fields
 	f.name == name
 }
 
@@ -39,7 +37,7 @@ withheld contains {
 	"public_reason": "Not part of this exchange.",
 	"visible": false,
 } if {
-	some f in answer_fields
+	some f in input.answer.fields
 	not f.name in listed
 }
 
@@ -55,8 +53,9 @@ withheld contains {
 	"public_reason": "Special-category personal data is never shared.",
 	"visible": true,
 } if {
-	some f in listed_fields
+	some f in input.answer.fields
 	f.category in special
+	f.name in listed
 }
 
 # Fail closed: a category the policy does not know counts as special.
@@ -67,9 +66,10 @@ withheld contains {
 	"public_reason": "Special-category personal data is never shared.",
 	"visible": true,
 } if {
-	some f in listed_fields
+	some f in input.answer.fields
 	not f.category in special
 	not f.category in ordinary
+	f.name in listed
 }
 
 # R2: free text (a short description, a note) that speaks of health, crime,
@@ -79,7 +79,8 @@ withheld contains {
 # is per call, not per character (policies/README_lexicon.md). " _ " keeps a
 # phrase from matching across two texts.
 text_hits[f.name] := lexicon.hits(concat(" _ ", f.texts)) if {
-	some f in listed_fields
+	some f in input.answer.fields
+	f.name in listed
 	f.category in ordinary
 	count(f.texts) > 0
 }
@@ -103,8 +104,9 @@ withheld contains {
 	"public_reason": "Contains special-category personal data, which is never shared.",
 	"visible": true,
 } if {
-	some f in listed_fields
+	some f in input.answer.fields
 	f.oversized == true
+	f.name in listed
 }
 
 # --- R3: the police's limits (seed 004 §5.3) ---------------------------------------
@@ -127,8 +129,9 @@ withheld contains {
 	"visible": true,
 } if {
 	police_answer
-	some f in listed_fields
+	some f in input.answer.fields
 	f.name == data.rules.politie.antecedents_field
+	f.name in listed
 	not investigation_excluded
 	not om_permission
 }
@@ -146,8 +149,9 @@ withheld contains {
 	"visible": false,
 } if {
 	care_answer
-	some f in listed_fields
+	some f in input.answer.fields
 	f.name == data.rules.zorg.worker_field
+	f.name in listed
 	boolean_fact(data.rules.zorg.known_field) != true
 }
 
@@ -166,8 +170,9 @@ withheld contains {
 	"visible": true,
 } if {
 	care_answer
-	some f in listed_fields
+	some f in input.answer.fields
 	f.name in common.exchange_type.consent_fields
+	f.name in listed
 	not mediation_consent
 }
 
@@ -181,7 +186,7 @@ format_category(c) := "(not a string)" if not is_string(c)
 withheld_names contains w.field if some w in withheld
 
 disclose contains f.name if {
-	some f in answer_fields
+	some f in input.answer.fields
 	not f.name in withheld_names
 }
 

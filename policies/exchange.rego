@@ -117,9 +117,10 @@ refusals contains refusal("exchange_not_allowed", msg) if {
 	msg := concat("", ["The case does not record at least ", format_int(c.minimum, 10), " of the ", format_int(count(c.items), 10), " admission criteria."])
 }
 
+# The criteria ids come from data.convenant_index (the convenant's
+# complex_case_criteria.items, listed once when the bundle is built).
 criteria_met if {
-	known := {c.id | some c in data.convenant.complex_case_criteria.items}
-	recorded := {c | some c in input.case.criteria; c in known}
+	recorded := {c | some c in input.case.criteria; c in data.convenant_index.criteria_ids}
 	count(recorded) >= data.convenant.complex_case_criteria.minimum
 }
 

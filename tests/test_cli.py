@@ -43,12 +43,15 @@ def test_keys_init_makes_keys_for_the_broker_and_every_principal(
     assert main(["keys", "init", "--dir", str(folder)]) == 0
     out = capsys.readouterr().out
     principals = ["broker", *convenant.principal_ids()]
-    assert out == f"made key pairs for {', '.join(principals)} in {folder}\n"
+    assert out.startswith(f"made key pairs for {', '.join(principals)} in {folder}\n")
+    # The policy signer signs bundles (broker.policy.bundle); OPA reads its PEM.
+    assert "made the policy-signer key pair (ES256)" in out
+    principals.append("policy-signer")
     assert sorted(p.name for p in (folder / "private").iterdir()) == sorted(
         [f"{p}.pem" for p in principals] + ["case-kek.bin"]
     )
     assert sorted(p.name for p in (folder / "public").iterdir()) == sorted(
-        f"{p}.jwks.json" for p in principals
+        [f"{p}.jwks.json" for p in principals] + ["policy-signer.pem"]
     )
     for private in (folder / "private").iterdir():
         assert stat.S_IMODE(private.stat().st_mode) == 0o600

@@ -106,6 +106,26 @@ def test_verify_good_export_prints_ok_and_exits_0(
     assert re.search(rf"verified {SIZE} entries in [0-9.]+ s \([0-9,]+ entries/s\)", err)
 
 
+def test_verify_with_worker_processes_prints_the_same_verdict(
+    files: Files, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = files.export("good.jsonl", files.true.lines)
+    argv = ["audit", "verify", export, "--jwks", str(files.jwks), "--workers", "2"]
+    code, out, _ = run(argv, capsys)
+    assert (code, out) == (0, f"OK: {SIZE} entries, root {files.true.checkpoint.root_hash}\n")
+
+
+@pytest.mark.parametrize("workers", ["0", "65", "two"])
+def test_verify_refuses_a_worker_count_out_of_bounds(
+    files: Files, workers: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = files.export("good.jsonl", files.true.lines)
+    with pytest.raises(SystemExit) as exited:
+        main(["audit", "verify", export, "--jwks", str(files.jwks), "--workers", workers])
+    assert exited.value.code == 2
+    assert "--workers" in capsys.readouterr().err
+
+
 def test_verify_reports_progress_on_stderr(
     files: Files, capsys: pytest.CaptureFixture[str]
 ) -> None:

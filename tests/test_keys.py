@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +230,20 @@ def test_lookup_of_an_unknown_or_odd_kid_finds_nothing(kid: object) -> None:
     keyset = keyset_from_jwks({"keys": [{**RFC8037_JWK, "kid": "good"}]})
     assert keyset.get("good") is not None
     assert keyset.get(kid) is None
+
+
+def test_public_keyset_sees_a_rotation_and_a_revocation_by_another_store(
+    store: KeyStore,
+) -> None:
+    # The parsed keyset is reused between calls; a change written by another
+    # process (here: another KeyStore on the same folder) must show at once.
+    store.init(["politie"], alg="EdDSA", if_missing=False)
+    first = store.current_kid("politie")
+    assert store.public_keyset("politie").kids() == [first]
+    other = KeyStore(store.root)
+    second = other.rotate("politie").kid
+    assert store.public_keyset("politie").kids() == [second, first]
+    other.store_revocation(
+        "politie", str(first), reason="key_compromise", now=datetime(2026, 11, 21, tzinfo=UTC)
+    )
+    assert store.public_keyset("politie").kids() == [second]

@@ -1,12 +1,28 @@
-"""W3C Trace Context: a valid `traceparent` is carried on, anything else starts a fresh trace."""
+"""W3C Trace Context: a valid `traceparent` is carried on, anything else starts a fresh trace.
+
+The last test follows one trace through a real stack: the client's header,
+the broker's request log line, the adapter's log line and the audit entry.
+"""
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from broker.audit.store import AuditQuery
+from broker.keys import KeyStore
+from broker.logging_setup import configure_logging
+from broker.settings import Settings
 from broker.tracing import TraceContext, new_trace, parse_traceparent
+from tests.e2e.conftest import GEMEENTE, case_body, exchange_body
+from tests.ops.conftest import active_case, client, running_stack
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -94,3 +110,61 @@ def test_child_keeps_the_trace_and_starts_a_new_span() -> None:
     assert all(WELL_FORMED.fullmatch(c.header()) for c in children)
     # The child's header is what the adapter receives; it parses back to the child.
     assert parse_traceparent(children[0].header()) == children[0]
+
+
+# --- end to end: client -> broker -> adapter, the audit entry and the logs ---------------
+
+E2E_TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+
+
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    previous = root.level
+    handler = configure_logging(Settings(log_format="json"), level="INFO", stream=stream)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+
+
+def _records(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("sent", "carried_on"),
+    [
+        # the requester's trace is carried to the adapter, the log and the audit entry
+        (f"00-{E2E_TRACE_ID}-b7ad6b7169203331-01", True),
+        # a malformed header starts one fresh trace, the same everywhere
+        (f"00-{E2E_TRACE_ID.upper()}-b7ad6b7169203331-01", False),
+    ],
+)
+def test_trace_id_joins_client_broker_adapter_audit_and_logs(
+    sent: str, carried_on: bool, json_log: io.StringIO, keystore: KeyStore, tmp_path: Path
+) -> None:
+    with running_stack(tmp_path, keystore) as stack:
+        case_id = active_case(stack, keystore, case_body())
+        with client(stack, keystore, GEMEENTE) as gemeente:
+            answer = gemeente.post(
+                "/v1/exchanges", json=exchange_body(case_id), headers={"traceparent": sent}
+            )
+        assert answer.status_code == 200, answer.text
+        index = answer.json()["receipt"]["log_index"]
+        (stored,) = stack.services.audit.entries(AuditQuery(after_index=index - 1, limit=1))
+    trace_id = stored.entry["trace_id"]
+    assert (trace_id == E2E_TRACE_ID) is carried_on
+    assert WELL_FORMED.fullmatch(f"00-{trace_id}-{PARENT_ID}-01")
+    records = _records(json_log)
+    (request,) = [
+        r for r in records if r["logger"] == "ketenbroker.access" and r["route"] == "/v1/exchanges"
+    ]
+    assert request["trace_id"] == trace_id
+    adapter_lines = [r["message"] for r in records if r["logger"] == "adapters.sdk"]
+    assert any(f"trace_id={trace_id}" in line for line in adapter_lines), adapter_lines
+    # Nothing of a refused header reaches a log line.
+    assert all(E2E_TRACE_ID.upper() not in json.dumps(r) for r in records)

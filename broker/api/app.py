@@ -4,7 +4,13 @@ Errors: every failure becomes an RFC 9457 problem document with a `code`.
 The handler maps the cause (broker/errors.py) to a status, shows the fixed
 public detail only, and records the refusal in the audit log. If even that
 record cannot be written, the answer is a 503: a refusal that cannot be
-logged is still a refusal, and nothing is disclosed either way.
+logged is still a refusal, and nothing is disclosed either way. Every
+problem sent is counted by its code for /metrics
+(`broker.api.problems.refusal`).
+
+Operations: the outermost middleware (`broker.api.access_log`) settles the
+request's trace context and writes one log line per request; `/metrics`
+and `/readyz` share one `DependencyProbe`, closed with the app.
 """
 
 from __future__ import annotations
@@ -14,15 +20,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from broker import __version__
+from broker.api.access_log import AccessLog
 from broker.api.body_guard import JsonBodyGuard
-from broker.api.problems import problem, with_problem_responses
+from broker.api.problems import note_refusal, refusal, with_problem_responses
 from broker.api.routes import (
     audit,
     audit_subjects,
@@ -31,10 +38,12 @@ from broker.api.routes import (
     dpo,
     exchanges,
     health,
+    metrics,
     oauth,
 )
 from broker.api.security import trust_error_handler
 from broker.audit.entries import security_event
+from broker.dependency_health import AUDIT, CACHE, CASE_STORE, POLICY, DependencyProbe
 from broker.errors import (
     AdapterTrustError,
     BackendUnavailableError,
@@ -125,9 +134,14 @@ def _allowed_methods(request: Request) -> list[str]:
 
 def install_error_handlers(app: FastAPI) -> None:
     # Bearer-token refusals get RFC 6750 §3 challenges; they are logged by the
-    # security dependency itself (broker/api/security.py).
-    app.add_exception_handler(InvalidTokenError, trust_error_handler)
-    app.add_exception_handler(InsufficientScopeError, trust_error_handler)
+    # security dependency itself (broker/api/security.py), and counted here.
+    def token_refusal(request: Request, error: Exception) -> Response:
+        response = trust_error_handler(request, error)
+        note_refusal(request, getattr(error, "code", "invalid_token"))
+        return response
+
+    app.add_exception_handler(InvalidTokenError, token_refusal)
+    app.add_exception_handler(InsufficientScopeError, token_refusal)
 
     @app.exception_handler(KetenbrokerError)
     async def broker_error(request: Request, error: KetenbrokerError) -> JSONResponse:
@@ -135,19 +149,30 @@ def install_error_handlers(app: FastAPI) -> None:
         # Exchange refusals are logged by the pipeline itself, with full detail.
         already_logged = hasattr(error, "receipt")
         if not already_logged and not _record_refusal(request, error.code, str(error)):
-            return problem(503, "audit_unavailable", "The audit log could not record this request.")
+            return refusal(
+                request, 503, "audit_unavailable", "The audit log could not record this request."
+            )
         headers = None
         if status == 401:
             headers = {"WWW-Authenticate": f'Bearer error="{error.code}"'}
         if isinstance(error, RateLimitedError):
             # RFC 9110 §10.2.3: delay-seconds, a whole number >= 1 (guard.py).
             headers = {"Retry-After": str(error.retry_after)}
-        log.info("refused %s %s: %s (%s)", request.method, _route_of(request), error.code, status)
+        log.info(
+            "refused %s %s: %s (%s)",
+            request.method,
+            _route_of(request),
+            error.code,
+            status,
+            extra={"code": error.code, "status": status},
+        )
         # A logged exchange refusal carries its receipt, like an answer does:
         # the requester can prove later that it was refused, and why.
         receipt = getattr(error, "receipt", None)
         extra = {"receipt": receipt.to_dict()} if receipt is not None else None
-        return problem(status, error.code, error.public_detail, headers=headers, extra=extra)
+        return refusal(
+            request, status, error.code, error.public_detail, headers=headers, extra=extra
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -157,8 +182,11 @@ def install_error_handlers(app: FastAPI) -> None:
             for e in error.errors()
         ]
         if not _record_refusal(request, "invalid_request", f"validation failed at {problems[:5]}"):
-            return problem(503, "audit_unavailable", "The audit log could not record this request.")
-        return problem(
+            return refusal(
+                request, 503, "audit_unavailable", "The audit log could not record this request."
+            )
+        return refusal(
+            request,
             400,
             "invalid_request",
             "The request body or parameters are not valid.",
@@ -173,13 +201,30 @@ def install_error_handlers(app: FastAPI) -> None:
             # RFC 9110 §15.5.6: Allow names every method of the resource;
             # Starlette names only those of the first route that matched.
             headers["Allow"] = ", ".join(_allowed_methods(request))
-        return problem(error.status_code, code, "The request could not be served.", headers=headers)
+        return refusal(
+            request, error.status_code, code, "The request could not be served.", headers=headers
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, _error: Exception) -> JSONResponse:
         # Fail closed and say nothing about internals.
         log.exception("unexpected error on %s %s", request.method, _route_of(request))
-        return problem(500, "internal_error", "The request could not be completed.")
+        return refusal(request, 500, "internal_error", "The request could not be completed.")
+
+
+def build_dependency_probe(services: Services) -> DependencyProbe:
+    return DependencyProbe(
+        pings={
+            AUDIT: services.audit.ping,
+            POLICY: services.policy.ping,
+            CACHE: services.replay_cache.ping,
+            CASE_STORE: services.cases.ping,
+        },
+        metrics=services.metrics,
+        # The longest single ping's own bound: OPA's policy timeout; Redis
+        # gives up after 1 s (services.build_redis_client).
+        timeout_seconds=max(services.settings.policy_timeout_seconds, 1.0),
+    )
 
 
 def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
@@ -188,6 +233,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        app.state.dependency_probe.close()
         if owned:
             app.state.services.close()
 
@@ -198,9 +244,14 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         lifespan=lifespan,
     )
     app.state.services = services or build_services(settings)
+    app.state.metrics = app.state.services.metrics
+    app.state.dependency_probe = build_dependency_probe(app.state.services)
     install_error_handlers(app)
     app.add_middleware(JsonBodyGuard)
-    for module in (health, oauth, convenant, cases, exchanges, audit, audit_subjects, dpo):
+    # Added last, so outermost: its trace id holds for everything inside.
+    app.add_middleware(AccessLog)
+    routers = (health, metrics, oauth, convenant, cases, exchanges, audit, audit_subjects, dpo)
+    for module in routers:
         app.include_router(module.router)
     generate = app.openapi
 

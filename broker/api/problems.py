@@ -3,13 +3,21 @@
 A problem carries a `code` (contract.md) and a fixed, data-free detail. What
 really went wrong goes to the audit log and the operator's log, never to the
 caller (style.md §12).
+
+Every problem the broker's handlers send is counted by its code
+(`ketenbroker_refusals`) and named on the request's log line: `refusal`
+builds the document and does both; `note_refusal` does the counting for a
+problem built elsewhere (the token challenges of broker/api/security.py).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from fastapi import Request
 from fastapi.responses import JSONResponse
+
+from broker.metrics import Metrics
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://ketenbroker.nl/problems/"
@@ -49,6 +57,28 @@ def problem(
     if extra:
         body.update(extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def note_refusal(request: Request, code: str) -> None:
+    """Count a refusal by its code and name the code on the request's log line."""
+    request.state.problem_code = code
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        cast("Metrics", metrics).count_refusal(code)
+
+
+def refusal(
+    request: Request,
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    """`problem(...)`, counted and noted for `request` (`note_refusal`)."""
+    note_refusal(request, code)
+    return problem(status, code, detail, headers=headers, extra=extra)
 
 
 # What every /v1 operation may answer besides success (contract.md, General).

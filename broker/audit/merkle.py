@@ -16,16 +16,17 @@ Why these hashes: the 0x00/0x01 prefixes separate leaves from interior nodes
 (second-preimage attack on unprefixed trees). The entry bytes are RFC 8785
 canonical JSON, so anyone can recompute a leaf from the exported entry.
 
-Proof generation takes the full list of leaf hashes and costs O(n) hashes;
-the algorithms are the RFC's recursive definitions, kept literal so that a
-reader can check them line by line against the text.
+Proof generation takes the full list of leaf hashes and costs O(n) hashes,
+or a `RangeHasher` that knows subtree roots (`subtrees.py`) and costs
+O(log n); the algorithms are the RFC's recursive definitions, kept literal
+so that a reader can check them line by line against the text.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from broker.canonical import canonical_json
 from broker.errors import TrustError
@@ -59,8 +60,24 @@ def _largest_power_of_two_below(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
-def _mth(leaves: Sequence[bytes], start: int, end: int) -> bytes:
+class RangeHasher(Protocol):
+    """Leaves known by subtree roots (`subtrees.ProofNodes`), for proofs without every leaf."""
+
+    def __len__(self) -> int: ...
+
+    def mth(self, start: int, end: int) -> bytes:
+        """MTH(D[start:end]) per RFC 9162 §2.1.1."""
+        ...
+
+
+# The leaves a proof is made from: all of them, or a RangeHasher standing in.
+Leaves = Sequence[bytes] | RangeHasher
+
+
+def _mth(leaves: Leaves, start: int, end: int) -> bytes:
     """MTH(D[start:end]) per RFC 9162 §2.1.1, without copying slices."""
+    if not isinstance(leaves, Sequence):
+        return leaves.mth(start, end)
     n = end - start
     if n == 0:
         return EMPTY_ROOT
@@ -125,8 +142,34 @@ class MerkleAccumulator:
         self._size += 1
 
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
-        for leaf in leaf_hashes:
-            self.append(leaf)
+        """Append many leaves: whole aligned subtrees at once, level by level.
+
+        The same tree as appending one by one (tests/audit/test_merkle.py
+        checks), without the per-leaf carry loop: a verifier of millions of
+        entries spends its time hashing, not interpreting.
+        """
+        leaves = list(leaf_hashes)
+        for leaf in leaves:
+            _check_hash(leaf, "leaf hash")
+        start, count = 0, len(leaves)
+        while start < count:
+            # The largest perfect subtree that starts at the current size
+            # (aligned: size is a multiple of it) and fits in what is left.
+            height = (count - start).bit_length() - 1
+            if self._size:
+                height = min(height, (self._size & -self._size).bit_length() - 1)
+            width = 1 << height
+            self._push(perfect_root(leaves[start : start + width]), height)
+            start += width
+
+    def _push(self, node: bytes, height: int) -> None:
+        """Append the root of a perfect subtree of 2**height leaves; size must be aligned."""
+        carry = self._size >> height
+        while carry & 1:
+            node = node_hash(self._frontier.pop(), node)
+            carry >>= 1
+        self._frontier.append(node)
+        self._size += 1 << height
 
     def root(self) -> bytes:
         if not self._frontier:
@@ -143,7 +186,19 @@ class MerkleAccumulator:
         return twin
 
 
-def _path(leaves: Sequence[bytes], m: int, start: int, end: int) -> list[bytes]:
+def perfect_root(leaves: list[bytes]) -> bytes:
+    """MTH of a power-of-two number of leaves, one level of pairs at a time."""
+    level = leaves
+    sha256 = hashlib.sha256
+    while len(level) > 1:
+        level = [
+            sha256(NODE_PREFIX + left + right).digest()
+            for left, right in zip(level[::2], level[1::2], strict=True)
+        ]
+    return level[0]
+
+
+def _path(leaves: Leaves, m: int, start: int, end: int) -> list[bytes]:
     """PATH(m, D[start:end]) per RFC 9162 §2.1.3.1."""
     n = end - start
     if n == 1:
@@ -154,7 +209,7 @@ def _path(leaves: Sequence[bytes], m: int, start: int, end: int) -> list[bytes]:
     return [*_path(leaves, m - k, start + k, end), _mth(leaves, start, start + k)]
 
 
-def inclusion_proof(leaf_hashes: Sequence[bytes], index: int, size: int) -> list[bytes]:
+def inclusion_proof(leaf_hashes: Leaves, index: int, size: int) -> list[bytes]:
     """The audit path of leaf `index` in the tree of the first `size` leaves."""
     if not 0 <= index < size <= len(leaf_hashes):
         raise ValueError(
@@ -198,9 +253,7 @@ def verify_inclusion(
         )
 
 
-def _subproof(
-    leaves: Sequence[bytes], m: int, start: int, end: int, *, complete: bool
-) -> list[bytes]:
+def _subproof(leaves: Leaves, m: int, start: int, end: int, *, complete: bool) -> list[bytes]:
     """SUBPROOF(m, D[start:end], b) per RFC 9162 §2.1.4.1."""
     n = end - start
     if m == n:
@@ -217,7 +270,7 @@ def _subproof(
     ]
 
 
-def consistency_proof(leaf_hashes: Sequence[bytes], first: int, second: int) -> list[bytes]:
+def consistency_proof(leaf_hashes: Leaves, first: int, second: int) -> list[bytes]:
     """PROOF(first, D[second]) per RFC 9162 §2.1.4.1.
 
     The RFC defines the proof for 0 < first < second. For first == second

@@ -32,11 +32,13 @@ these with `raise ... from e` (style.md §11).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from broker.audit.checkpoint import (
@@ -45,8 +47,10 @@ from broker.audit.checkpoint import (
     CheckpointSignatureError,
     verify_checkpoint,
 )
+from broker.audit.export_ranges import hash_range
 from broker.audit.log import Receipt
 from broker.audit.merkle import (
+    LEAF_PREFIX,
     ConsistencyProofError,
     InclusionProofError,
     MerkleAccumulator,
@@ -54,6 +58,8 @@ from broker.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from broker.audit.parallel import ordered_pool
+from broker.canonical import canonical_index
 from broker.errors import TrustError
 from broker.keys import PublicKeySet
 
@@ -65,6 +71,7 @@ MAX_LINE_BYTES = 1 << 20
 # proof and fewer than 2 * 64 in a consistency proof (RFC 9162 §2.1.3, §2.1.4).
 MAX_PROOF_HASHES = 128
 PROGRESS_EVERY = 100_000  # entries between progress reports (issue 4, point 7)
+RANGE_BYTES = 4 << 20  # bytes of export a worker hashes at once (~3 500 entries)
 # As much of an untrusted value as goes into a message (style.md §12).
 MAX_SHOWN_CHARS = 80
 
@@ -179,9 +186,8 @@ def _parse_line(raw: bytes, line_no: int) -> dict[str, Any]:
     return document
 
 
-def _entry_leaf(entry: dict[str, Any], *, line_no: int, position: int) -> bytes:
-    """The leaf hash of the entry at `position`, once its index says it belongs there."""
-    index = entry["index"]
+def _check_position(index: object, *, line_no: int, position: int) -> None:
+    """Raise unless `index`, an entry line's index, is `position`, the next one."""
     if not isinstance(index, int) or isinstance(index, bool):
         raise ExportTamperedError(
             f"line {line_no}: expected index {position}, found {_shown(index)}"
@@ -198,6 +204,12 @@ def _entry_leaf(entry: dict[str, Any], *, line_no: int, position: int) -> bytes:
         raise ExportTamperedError(
             f"line {line_no}: expected index {position}, found {index} ({why})"
         )
+
+
+def _entry_leaf(entry: dict[str, Any], *, line_no: int, position: int) -> bytes:
+    """The leaf hash of the entry at `position`, once its index says it belongs there."""
+    index = entry["index"]
+    _check_position(index, line_no=line_no, position=position)
     try:
         return leaf_hash(entry)
     except (ValueError, RecursionError) as e:
@@ -250,6 +262,93 @@ def _missing_checkpoint(line_no: int) -> NoReturn:
     )
 
 
+class _ExportCheck:
+    """The state of `verify_export` between lines: the tree, and the checkpoint once seen."""
+
+    def __init__(
+        self,
+        *,
+        keys: PublicKeySet,
+        trusted: Checkpoint | None,
+        progress: Callable[[int], None] | None,
+        progress_every: int,
+    ) -> None:
+        if progress_every < 1:
+            raise ValueError(f"expected progress_every >= 1, got {progress_every}")
+        self.keys = keys
+        self.trusted = trusted
+        self.progress = progress
+        self.progress_every = progress_every
+        self.tree = MerkleAccumulator()
+        self.checkpoint: Checkpoint | None = None
+        self.checkpoint_line = 0
+        self.line_no = 0
+        if trusted is not None:
+            _verify_trusted_signature(trusted, keys)
+            if trusted.size == 0:
+                _check_trusted(self.tree, trusted, line_no=0)
+
+    def _grown(self, line_no: int) -> None:
+        """After the tree grew to its size with the entry on `line_no`."""
+        size = self.tree.size
+        if self.trusted is not None and size == self.trusted.size:
+            _check_trusted(self.tree, self.trusted, line_no=line_no)
+        if self.progress is not None and size % self.progress_every == 0:
+            self.progress(size)
+
+    def line(self, raw: bytes, line_no: int) -> None:
+        self.line_no = line_no
+        if self.checkpoint is not None:
+            raise ExportTamperedError(
+                f"line {line_no}: expected the export to end with the checkpoint on line"
+                f" {self.checkpoint_line}, found another line"
+            )
+        body = raw.removesuffix(b"\n")
+        # The export's lines are the entries' RFC 8785 bytes: a line that
+        # shows itself a canonical entry is hashed as it stands. Anything
+        # else takes the strict path, which names what is wrong with it.
+        index = canonical_index(body) if len(body) <= MAX_LINE_BYTES else None
+        if index is not None:
+            _check_position(index, line_no=line_no, position=self.tree.size)
+            self.tree.append(hashlib.sha256(LEAF_PREFIX + body).digest())
+            self._grown(line_no)
+            return
+        document = _parse_line(raw, line_no)
+        if "index" in document:
+            self.tree.append(_entry_leaf(document, line_no=line_no, position=self.tree.size))
+            self._grown(line_no)
+        elif set(document) == {"checkpoint"}:
+            self.checkpoint = _export_checkpoint(document["checkpoint"], line_no)
+            self.checkpoint_line = line_no
+        else:
+            raise ExportTamperedError(
+                f"line {line_no}: expected an entry (with an index) or the checkpoint line,"
+                f" found members {_shown(sorted(document))}"
+            )
+
+    def leaves_from(self, leaves: list[bytes], *, first_index: int | None, line_no: int) -> int:
+        """Take leaves a worker computed for the lines from `line_no`; how many were taken.
+
+        All or none: the worker checked that its indexes run on from its
+        first one; they are this export's only if that first one is the
+        position the next entry must have, and no checkpoint came before.
+        """
+        if self.checkpoint is not None or not leaves or first_index != self.tree.size:
+            return 0
+        for taken, leaf in enumerate(leaves):
+            self.tree.append(leaf)
+            self._grown(line_no + taken)
+        self.line_no = line_no + len(leaves) - 1
+        return len(leaves)
+
+    def finish(self) -> ExportVerification:
+        if self.checkpoint is None:
+            _missing_checkpoint(self.line_no)
+        return _verified_end(
+            self.tree, self.checkpoint, self.checkpoint_line, self.keys, self.trusted
+        )
+
+
 def verify_export(
     lines: Iterable[bytes],
     *,
@@ -274,39 +373,62 @@ def verify_export(
     hashes). `progress`, when given, is called with the number of entries
     checked every `progress_every` entries.
     """
-    if progress_every < 1:
-        raise ValueError(f"expected progress_every >= 1, got {progress_every}")
-    tree = MerkleAccumulator()
-    if trusted_checkpoint is not None:
-        _verify_trusted_signature(trusted_checkpoint, keys)
-        if trusted_checkpoint.size == 0:
-            _check_trusted(tree, trusted_checkpoint, line_no=0)
-    checkpoint: Checkpoint | None = None
-    checkpoint_line = line_no = 0
+    check = _ExportCheck(
+        keys=keys, trusted=trusted_checkpoint, progress=progress, progress_every=progress_every
+    )
     for line_no, raw in enumerate(lines, start=1):
-        if checkpoint is not None:
-            raise ExportTamperedError(
-                f"line {line_no}: expected the export to end with the checkpoint on line"
-                f" {checkpoint_line}, found another line"
-            )
-        document = _parse_line(raw, line_no)
-        if "index" in document:
-            tree.append(_entry_leaf(document, line_no=line_no, position=tree.size))
-            if trusted_checkpoint is not None and tree.size == trusted_checkpoint.size:
-                _check_trusted(tree, trusted_checkpoint, line_no=line_no)
-            if progress is not None and tree.size % progress_every == 0:
-                progress(tree.size)
-        elif set(document) == {"checkpoint"}:
-            checkpoint = _export_checkpoint(document["checkpoint"], line_no)
-            checkpoint_line = line_no
-        else:
-            raise ExportTamperedError(
-                f"line {line_no}: expected an entry (with an index) or the checkpoint line,"
-                f" found members {_shown(sorted(document))}"
-            )
-    if checkpoint is None:
-        _missing_checkpoint(line_no)
-    return _verified_end(tree, checkpoint, checkpoint_line, keys, trusted_checkpoint)
+        check.line(raw, line_no)
+    return check.finish()
+
+
+def verify_export_file(
+    path: Path,
+    *,
+    keys: PublicKeySet,
+    trusted_checkpoint: Checkpoint | None = None,
+    progress: Callable[[int], None] | None = None,
+    progress_every: int = PROGRESS_EVERY,
+    workers: int = 1,
+) -> ExportVerification:
+    """`verify_export` of the export in `path`, its hashing spread over `workers` processes.
+
+    Same checks, same verdict, same messages. Each worker hashes the entry
+    lines of one byte range of the file (`export_ranges.hash_range`); the
+    leaves come back in file order and are taken while every range holds
+    only canonical entry lines that continue the index sequence. From the
+    first line that is anything else (normally the closing checkpoint, or
+    whatever was tampered with) the file is read on here, line by line.
+    OSError if the file cannot be read.
+    """
+    check = _ExportCheck(
+        keys=keys, trusted=trusted_checkpoint, progress=progress, progress_every=progress_every
+    )
+    resume = line_no = 0
+    if workers > 1:
+        size = path.stat().st_size
+        jobs = (
+            (path, start, min(start + RANGE_BYTES, size), MAX_LINE_BYTES)
+            for start in range(0, size, RANGE_BYTES)
+        )
+        resume = size
+        with ordered_pool(hash_range, workers) as hashed:
+            for _, got in hashed(jobs):
+                taken = check.leaves_from(
+                    got.leaves, first_index=got.first_index, line_no=line_no + 1
+                )
+                line_no += taken
+                if taken < len(got.leaves):
+                    resume = got.first_offset
+                    break
+                if got.stopped_at is not None:
+                    resume = got.stopped_at
+                    break
+    check.line_no = line_no
+    with path.open("rb") as stream:
+        stream.seek(resume)
+        for number, raw in enumerate(bounded_lines(stream), start=line_no + 1):
+            check.line(raw, number)
+    return check.finish()
 
 
 def _verified_end(

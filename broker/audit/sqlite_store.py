@@ -3,7 +3,11 @@
 What it does: implements `AuditStore` (see `store.py` for the contract) on a
 SQLite database in WAL mode with `synchronous=FULL`, so a committed append
 has been fsynced to the write-ahead log before `append` returns; in WAL mode
-`synchronous=NORMAL` could lose the last commits on power loss.
+`synchronous=NORMAL` could lose the last commits on power loss. WAL with
+FULL rather than a rollback journal: one fsync of the log per commit
+instead of journal plus database, and readers do not block the writer.
+A group commit's batch (`AuditLog`) is one such commit, so its entries
+share one fsync and stand or fall together.
 
 What it does not: share one connection between threads unguarded, or offer
 any way to change or delete an entry. Triggers refuse UPDATE and DELETE on
@@ -26,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from broker.audit._rows import decode_row, make_row, query_sql
-from broker.audit.store import AuditQuery, AuditReadError, StoredEntry
+from broker.audit.row_sources import SqliteRowSource
+from broker.audit.store import AuditQuery, AuditReadError, RawRow, StoredEntry, check_page
 from broker.errors import AuditWriteError
 
 # How long a writer waits for another process's write lock before the
@@ -154,6 +159,27 @@ class SqliteAuditStore:
             except sqlite3.Error as e:
                 raise AuditReadError(f"cannot read leaf hashes at {self._path}: {e}") from e
         return [bytes(leaf) for (leaf,) in rows]
+
+    def read_rows(self, after_index: int, limit: int) -> list[RawRow]:
+        """Up to `limit` rows after `after_index` as stored: (index, leaf hash, entry bytes)."""
+        check_page(after_index, limit)
+        with self._lock:
+            try:
+                rows = (
+                    self._open()
+                    .execute(
+                        'SELECT "index", leaf_hash, CAST(entry AS BLOB) FROM audit_entries'
+                        ' WHERE "index" > ? ORDER BY "index" LIMIT ?',
+                        (after_index, limit),
+                    )
+                    .fetchall()
+                )
+            except sqlite3.Error as e:
+                raise AuditReadError(f"cannot read rows at {self._path}: {e}") from e
+        return rows
+
+    def row_source(self) -> SqliteRowSource:
+        return SqliteRowSource(self._path)
 
     def get(self, index: int) -> StoredEntry | None:
         with self._lock:

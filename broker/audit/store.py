@@ -11,6 +11,9 @@ and answers filtered reads; `AuditLog` builds the tree on top.
 
 Why a protocol: the broker runs on embedded SQLite by default and on
 PostgreSQL in production (style.md §2); the log above must not care.
+Verification has a second, optional one, `RowReader`: rows as stored, in
+big pages, and a `row_sources.RowSource` that worker processes can read
+from; `AuditLog.verify` falls back to `query` for a store without it.
 
 The contract every implementation keeps:
 
@@ -29,9 +32,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from broker.errors import BackendUnavailableError, InvalidRequestError
+
+if TYPE_CHECKING:
+    from broker.audit.row_sources import RowSource
 
 DEFAULT_QUERY_LIMIT = 100
 MAX_QUERY_LIMIT = 1000  # one page; bounds the response and the rows a query reads
@@ -108,6 +114,39 @@ class AuditQuery:
             raise InvalidRequestError(
                 f"expected 1 <= limit <= {MAX_QUERY_LIMIT}, got {self.limit!r}"
             )
+
+
+# One row as stored: (index, leaf hash, the entry's RFC 8785 bytes), for verifiers.
+RawRow = tuple[int, bytes, bytes]
+MAX_ROW_PAGE = 50_000  # rows per `read_rows` call: ~60 MB of entries at most
+
+
+def check_page(after_index: int, limit: int) -> None:
+    """Refuse a `read_rows` page outside its bounds (internal callers only)."""
+    if after_index < -1 or not 1 <= limit <= MAX_ROW_PAGE:
+        raise ValueError(
+            f"expected after_index >= -1 and 1 <= limit <= {MAX_ROW_PAGE},"
+            f" got {after_index} and {limit}"
+        )
+
+
+@runtime_checkable
+class RowReader(Protocol):
+    """A store that can hand verifiers its rows undecoded, in big pages.
+
+    Both stores here implement it; `AuditLog.verify` uses it when present
+    and otherwise reads decoded entries through `query`. Not part of
+    `AuditStore`, so a wrapper around a store (a benchmark's, a test's)
+    remains a valid store without it.
+    """
+
+    def read_rows(self, after_index: int, limit: int) -> list[RawRow]:
+        """Up to `limit` rows with index > `after_index`, in index order."""
+        ...
+
+    def row_source(self) -> RowSource:
+        """A picklable `row_sources.RowSource` for reading the rows from other processes."""
+        ...
 
 
 class AuditStore(Protocol):

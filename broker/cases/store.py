@@ -246,7 +246,7 @@ class SqlCaseStore:
         self._kek = kek
         blob = connection.blob_type()
         try:
-            with connection.transaction() as cur:
+            with connection.schema_transaction() as cur:
                 cur.execute(
                     "CREATE TABLE IF NOT EXISTS cases ("
                     " id TEXT PRIMARY KEY, version INTEGER NOT NULL, doc TEXT NOT NULL)"

@@ -13,7 +13,9 @@ key folder (`--dir`, default the settings' `keys_dir`) through
 What it does not: restart anything. A running broker and its adapters read
 their own signing keys (and the adapters the broker's public keys) once, at
 start; the output says when a restart is needed. `keys init` stays in
-`broker/cli.py`; `register` adds these two beside it.
+`broker/cli.py`; `register` adds these two beside it, and makes `keys init`
+also make the policy-signer's ES256 key pair (it signs policy bundles,
+`broker.policy.bundle`; its public key is also written as a PEM for OPA).
 
 Exit status: 0 done (also for a key revoked before), 1 refused.
 """
@@ -27,7 +29,13 @@ from pathlib import Path
 from broker.clock import SystemClock
 from broker.convenant import load_convenant
 from broker.errors import KetenbrokerError
-from broker.keys import ALLOWED_ALGORITHMS, BROKER_PRINCIPAL, KeyStore
+from broker.keys import (
+    ALLOWED_ALGORITHMS,
+    BROKER_PRINCIPAL,
+    POLICY_SIGNER,
+    POLICY_SIGNER_ALGORITHM,
+    KeyStore,
+)
 from broker.settings import MAX_ACCESS_TOKEN_TTL_SECONDS, Settings
 
 EXIT_OK = 0
@@ -42,7 +50,7 @@ def _known_principal(principal: str, settings: Settings) -> bool:
     # Only the broker and the convenant's principals have keys; anything else
     # is a typo, and must not become a file name.
     convenant = load_convenant(settings.convenant_path)
-    return principal in {BROKER_PRINCIPAL, *convenant.principal_ids()}
+    return principal in {BROKER_PRINCIPAL, POLICY_SIGNER, *convenant.principal_ids()}
 
 
 def _refuse(message: str) -> int:
@@ -108,6 +116,22 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _init_policy_signer(args: argparse.Namespace, settings: Settings) -> int:
+    """After `keys init`: the policy signer's key, under the same --if-missing rule."""
+    store = _store(args, settings)
+    if args.if_missing:
+        made = store.ensure_policy_signer()
+    else:
+        store.create(POLICY_SIGNER, POLICY_SIGNER_ALGORITHM)
+        made = [POLICY_SIGNER]
+    if made:
+        print(
+            f"made the {POLICY_SIGNER} key pair ({POLICY_SIGNER_ALGORITHM});"
+            f" OPA's --verification-key is {store.policy_signer_pem_path()}"
+        )
+    return EXIT_OK
+
+
 def _keys_subcommands(
     keys: argparse.ArgumentParser,
 ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
@@ -123,6 +147,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     if keys_parser is None:
         raise RuntimeError("expected broker/cli.py to make the `keys` command before register")
     keys = _keys_subcommands(keys_parser)
+    init = keys.choices.get("init")
+    make_keys = init.get_default("handler") if init is not None else None
+    if init is not None and make_keys is not None:
+
+        def init_with_policy_signer(args: argparse.Namespace, settings: Settings) -> int:
+            code: int = make_keys(args, settings)
+            return code or _init_policy_signer(args, settings)
+
+        init.set_defaults(handler=init_with_policy_signer)
     folder_help = "key folder (default: the settings' keys_dir)"
 
     rotate = keys.add_parser(

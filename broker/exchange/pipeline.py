@@ -22,12 +22,20 @@ An exchange that takes longer than `in_flight_limit` between intent and
 closing entry is refused instead of disclosed, because past that limit a
 peer broker's reconciliation may already have closed its intent as not
 disclosed (`broker.exchange.reconcile.shared_grace`).
+
+Each run is counted in the metrics by the decision of its last entry
+(`permit`, `partial`, `deny`) and a reason code: the policy's refusal code,
+the error's problem code, or `none` for a disclosure. Codes that are not
+plain identifiers are counted as `other`, so the label set stays closed
+whatever a policy returns.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
@@ -53,6 +61,7 @@ from broker.exchange.filtering import FilteredAnswer, apply_disclosure
 from broker.exchange.gateway import AdapterGateway
 from broker.exchange.requests import ExchangeRequest
 from broker.keys import SigningKey
+from broker.metrics import Metrics
 from broker.policy.decision_log import DecisionLog, decision_record
 from broker.policy.decisions import (
     DisclosureDecision,
@@ -72,6 +81,13 @@ from broker.tracing import TraceContext
 
 # contract.md: where existence would leak, a refusal is a 404.
 REFUSAL_STATUS = {"not_case_partner": 404}
+
+# The metrics' reason for an exchange that disclosed something.
+NO_REASON = "none"
+# Reason codes are identifiers (`consent_pending`); anything else would be
+# free text in a metric label, so it is counted as OTHER_REASON instead.
+_REASON_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+OTHER_REASON = "other"
 
 
 @dataclass(frozen=True)
@@ -165,6 +181,7 @@ class ExchangePipeline:
         clock: Clock,
         signing_key: SigningKey,
         in_flight_limit: timedelta,
+        metrics: Metrics | None = None,
     ) -> None:
         if in_flight_limit <= timedelta(0):
             raise ValueError(f"expected a positive in-flight limit, got {in_flight_limit}")
@@ -178,11 +195,32 @@ class ExchangePipeline:
         # The broker's own key: it signs what is disclosed (non-repudiation).
         self._signing_key = signing_key
         self._in_flight_limit = in_flight_limit
+        self._metrics = metrics or Metrics()
 
     # --- the pipeline -------------------------------------------------------
 
     def run(
         self, *, requester: Requester, request: ExchangeRequest, trace: TraceContext
+    ) -> ExchangeOutcome:
+        started = time.perf_counter()
+        decision, reason = "deny", "internal_error"
+        try:
+            outcome = self._run(requester, request, trace)
+        except KetenbrokerError as e:
+            reason = e.code
+            raise
+        else:
+            decision, reason = outcome.decision, NO_REASON
+            return outcome
+        finally:
+            self._metrics.observe_exchange(
+                decision=decision,
+                reason=reason if _REASON_CODE.fullmatch(reason) else OTHER_REASON,
+                seconds=time.perf_counter() - started,
+            )
+
+    def _run(
+        self, requester: Requester, request: ExchangeRequest, trace: TraceContext
     ) -> ExchangeOutcome:
         context = self._load_context(requester, request, trace)
         exchange_input = self._exchange_input(context)

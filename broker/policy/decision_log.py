@@ -10,7 +10,10 @@ the case's key is destroyed (R7) the texts are gone with it.
 
 Records live in the broker's database beside the case register; like the
 audit log they are append-only, and a decision that cannot be recorded is
-not acted on (the exchange answers 503).
+not acted on (the exchange answers 503). A record is committed without its
+own flush to disk: it survives a crash of the broker, and a power cut can
+lose only the last records, never the audit entries that state each
+decision's outcome (docs/decisions.md, "Decision log commits").
 """
 
 from __future__ import annotations
@@ -105,7 +108,7 @@ class SqlDecisionLog:
             if connection.dialect == "sqlite"
             else "BIGSERIAL PRIMARY KEY"
         )
-        with connection.transaction() as cur:
+        with connection.schema_transaction() as cur:
             cur.execute(
                 "CREATE TABLE IF NOT EXISTS decision_log ("
                 f" id {key}, exchange TEXT NOT NULL, entrypoint TEXT NOT NULL,"
@@ -118,7 +121,10 @@ class SqlDecisionLog:
 
     def record(self, record: DecisionRecord) -> None:
         try:
-            with self._db.transaction() as cur:
+            # Not flushed per row: the audit entry, durable before anything is
+            # fetched or disclosed, is the proof of each decision; this row is
+            # its replayable detail (docs/decisions.md, "Decision log commits").
+            with self._db.transaction(durable=False) as cur:
                 cur.execute(
                     "INSERT INTO decision_log"
                     " (exchange, entrypoint, policy_version, time, case_id, input, result)"

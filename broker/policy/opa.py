@@ -13,9 +13,13 @@ https://www.openpolicyagent.org/docs/rest-api). `ping()` asks OPA's Health API.
 Which policy decided: `version` is what the audit log records, so by default
 every decision is asked with ``?provenance=true`` and refused unless OPA says
 it decided with a bundle whose manifest ``revision`` is exactly `version`.
-`write_opa_bundle` (and ``python -m broker.policy.opa DIR``, which docker/
-runs in the broker's image before OPA starts) writes the broker's own bundle,
-policies/ plus the convenant, with that revision. An OPA that holds loose
+The broker passes the revision of the signed bundle it verified itself
+(`broker.policy.served`); OPA loads the same signed archive, written by
+`ketenbroker policy bundle`, with ``--verification-key`` so it too refuses a
+bundle whose signature fails. `write_opa_bundle` (and
+``python -m broker.policy.opa DIR``) still writes the unsigned directory
+form, for an OPA started without verification in throw-away set-ups.
+An OPA that holds loose
 modules, another revision, or nothing at all therefore decides nothing.
 `upload_bundle` / `upload_data` push a bundle through the Policy and Data APIs
 instead, for tests and throw-away set-ups; OPA reports no bundle revision for
@@ -47,6 +51,7 @@ import json
 import re
 import shutil
 import sys
+import time
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, Self
@@ -58,6 +63,7 @@ from opa_client import OpaClient
 from opa_client.errors import DeletePolicyError, RegoParseError, TypeException
 
 from broker.errors import PolicyUnavailableError
+from broker.metrics import Metrics
 from broker.policy.engine import ENTRYPOINTS, PolicyBundle, check_policy_input
 
 # A decision is a small document: a verdict, refusal codes with one-line
@@ -120,7 +126,9 @@ class OpaPolicyEngine:
         entrypoints: tuple[str, ...] = ENTRYPOINTS,
         max_response_bytes: int = MAX_DECISION_BYTES,
         verify_bundle_revision: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         if not timeout_seconds > 0:
             raise PolicyUnavailableError(f"expected a positive timeout, got {timeout_seconds!r}")
         if not entrypoints:
@@ -159,7 +167,17 @@ class OpaPolicyEngine:
 
     def evaluate(self, entrypoint: str, input_document: dict[str, Any]) -> Any:
         if entrypoint not in self._entrypoints:
+            # Checked before timing: metric labels stay the closed set of entrypoints.
             raise PolicyUnavailableError(f"expected one of {self._entrypoints}, got {entrypoint!r}")
+        start = time.perf_counter()
+        try:
+            return self._evaluate(entrypoint, input_document)
+        finally:
+            self._metrics.observe_policy_decision(
+                entrypoint=entrypoint, seconds=time.perf_counter() - start
+            )
+
+    def _evaluate(self, entrypoint: str, input_document: dict[str, Any]) -> Any:
         # The same input discipline as the embedded engine, so both decide alike.
         check_policy_input(input_document)
         try:

@@ -9,7 +9,8 @@ failing disk; the store under test never sees a double.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from broker.audit import AuditStore, PostgresAuditStore, SqliteAuditStore
+from broker.audit import (
+    AuditQuery,
+    AuditStore,
+    PostgresAuditStore,
+    SqliteAuditStore,
+    StoredEntry,
+)
 from broker.keys import PublicKeySet, SigningKey, TrustedKey, generate_signing_key
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -123,6 +130,46 @@ def clock() -> FixedClock:
 @pytest.fixture(scope="session")
 def broker_key() -> SigningKey:
     return generate_signing_key("EdDSA")
+
+
+POLL_SECONDS = 10.0  # bound on waiting for threads to queue; they take microseconds
+
+
+class CountingStore:
+    """A real store, with each append's size recorded and the first append held at a gate."""
+
+    def __init__(self, inner: AuditStore, *, gated: bool = False) -> None:
+        self.inner = inner
+        self.sizes: list[int] = []
+        self.gate = threading.Event()
+        self.at_gate = threading.Event()
+        if not gated:
+            self.gate.set()
+
+    def append(self, entries: Sequence[dict[str, Any]]) -> list[StoredEntry]:
+        self.sizes.append(len(entries))
+        if not self.gate.is_set():
+            self.at_gate.set()
+            self.gate.wait(POLL_SECONDS)
+        return self.inner.append(entries)
+
+    def size(self) -> int:
+        return self.inner.size()
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        return self.inner.leaf_hashes(start, end)
+
+    def get(self, index: int) -> StoredEntry | None:
+        return self.inner.get(index)
+
+    def query(self, q: AuditQuery) -> list[StoredEntry]:
+        return self.inner.query(q)
+
+    def ping(self) -> None:
+        self.inner.ping()
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def keyset_of(*keys: SigningKey) -> PublicKeySet:

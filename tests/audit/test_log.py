@@ -22,7 +22,7 @@ from broker.audit.merkle import EMPTY_ROOT, leaf_hash
 from broker.canonical import canonical_json
 from broker.errors import AuditWriteError, InvalidRequestError
 from broker.keys import SigningKey
-from tests.audit.conftest import Backend, FixedClock, keyset_of, make_entry
+from tests.audit.conftest import Backend, CountingStore, FixedClock, keyset_of, make_entry
 
 
 def new_log(store: AuditStore, key: SigningKey, clock: FixedClock) -> AuditLog:
@@ -159,16 +159,17 @@ TAMPERS = [
 ]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize(("tamper", "problem"), TAMPERS)
 def test_tampering_a_stored_row_is_caught_by_verify(
-    backend: Backend, log: AuditLog, tamper: str, problem: str
+    backend: Backend, log: AuditLog, tamper: str, problem: str, workers: int
 ) -> None:
     for n in range(9):
         log.record(make_entry(n, decision="deny"))
     assert log.verify().ok
     backend.execute(backend.drop_append_only_guard)
     backend.execute(tamper)
-    report = log.verify()
+    report = log.verify(workers=workers)
     assert not report.ok
     assert any(problem in p for p in report.problems), report.problems
 
@@ -356,3 +357,27 @@ def test_restart_rebuilds_the_tree_across_read_batches(
     monkeypatch.setattr(audit_log, "LEAF_BATCH", 3)  # 10 leaves = 4 reads
     after = new_log(backend.store(), broker_key, clock)
     assert after.checkpoint() == before.checkpoint()
+
+
+def test_verify_in_worker_processes_and_through_a_plain_store_reports_alike(
+    backend: Backend,
+    broker_key: SigningKey,
+    clock: FixedClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fast path (raw rows, workers) and the plain one (`query`) find the same problems."""
+    log = new_log(backend.store(), broker_key, clock)
+    for n in range(9):
+        log.record(make_entry(n, decision="deny"))
+    kept = log.checkpoint()
+    plain = new_log(CountingStore(backend.store()), broker_key, clock)  # no read_rows
+    monkeypatch.setattr(audit_log, "ROW_PAGE", 4)  # 9 rows = 3 pages
+    backend.execute(backend.drop_append_only_guard)
+    backend.execute(TAMPERS[0][0])  # entry 4 flipped to permit, leaf left alone
+    backend.execute("""DELETE FROM audit_entries WHERE "index" = 6""")
+    reference = log.verify(trusted=[kept])
+    assert not reference.ok
+    assert any("leaf hash of entry 4" in p for p in reference.problems)
+    assert any("indexes 6 to 6 are missing" in p for p in reference.problems)
+    assert log.verify(trusted=[kept], workers=2) == reference
+    assert plain.verify(trusted=[kept]) == reference

@@ -162,6 +162,26 @@ def test_accumulator_root_equals_the_rfc_definition_after_every_append() -> None
         assert MerkleAccumulator.from_leaves(LEAVES[:size]).root() == accumulator.root()
 
 
+@pytest.mark.parametrize("first", range(0, MAX_SIZE + 1, 3))
+def test_bulk_extend_from_any_size_gives_the_rfc_root_at_every_size(first: int) -> None:
+    # extend() hashes aligned subtrees level by level; every split must land
+    # on the same frontier as appending leaf by leaf.
+    for second in range(first, MAX_SIZE + 1):
+        accumulator = MerkleAccumulator.from_leaves(LEAVES[:first])
+        accumulator.extend(LEAVES[first:second])
+        assert accumulator.size == second
+        assert accumulator.root() == ref_mth(DATA[:second])
+        accumulator.append(LEAVES[second % MAX_SIZE])
+        assert accumulator.root() == ref_mth([*DATA[:second], DATA[second % MAX_SIZE]])
+
+
+def test_bulk_extend_refuses_a_leaf_that_is_not_a_sha256_hash() -> None:
+    accumulator = MerkleAccumulator()
+    with pytest.raises(ValueError, match="32-byte leaf hash"):
+        accumulator.extend([LEAVES[0], b"\x00" * 31])
+    assert accumulator.size == 0
+
+
 def test_accumulator_copy_does_not_share_state() -> None:
     original = MerkleAccumulator.from_leaves(LEAVES[:5])
     root = original.root()

@@ -18,6 +18,7 @@ from broker.audit import (
     SqliteAuditStore,
 )
 from broker.audit.merkle import MerkleAccumulator, leaf_hash
+from broker.audit.store import RowReader
 from broker.canonical import canonical_json
 from broker.errors import AuditWriteError, InvalidRequestError
 from tests.audit.conftest import T0, Backend, make_entry
@@ -359,3 +360,19 @@ def test_sqlite_store_creates_its_folder(tmp_path: Path) -> None:
         assert store.append([make_entry(0)])[0].index == 0
     finally:
         store.close()
+
+
+def test_raw_rows_are_the_stored_canonical_bytes_in_index_order(store: AuditStore) -> None:
+    """`read_rows` and a row source hand verifiers exactly what `append` stored."""
+    stored = store.append([make_entry(n) for n in range(7)])
+    expected = [(s.index, s.leaf_hash, canonical_json(s.entry)) for s in stored]
+    assert isinstance(store, RowReader)
+    assert store.read_rows(-1, 3) == expected[:3]
+    assert store.read_rows(2, 100) == expected[3:]
+    assert store.read_rows(6, 100) == []
+    source = store.row_source()
+    assert source.read_range(0, 7) == expected
+    assert source.read_range(2, 5) == expected[2:5]
+    assert source.read_range(7, 9) == []
+    with pytest.raises(ValueError, match="limit"):
+        store.read_rows(-1, 0)

@@ -36,6 +36,7 @@ from broker.exchange.gateway import AdapterGateway
 from broker.exchange.pipeline import ExchangePipeline, Requester
 from broker.exchange.requests import ExchangeRequest
 from broker.keys import KeyStore
+from broker.metrics import Metrics
 from broker.policy.decision_log import SqlDecisionLog
 from broker.policy.embedded import EmbeddedPolicyEngine
 from broker.policy.engine import PolicyBundle, PolicyEngine
@@ -167,6 +168,7 @@ class Rig:
     case_id: str
     convenant: Convenant
     parts: dict[str, Any]  # what the pipeline was built from
+    metrics: Metrics  # shared by the pipeline and its gateway
 
     def use_policy(self, engine: PolicyEngine) -> None:
         """Rebuild the pipeline around another policy engine."""
@@ -233,6 +235,7 @@ def rig(
     cases.decide_consent(caller=DE_LINGE, case_id=case.id, granted=True, now=T0)
     cases.transition(caller=GEMEENTE, case_id=case.id, to=CaseStatus.in_behandeling, now=T0)
     wire = Wire()
+    metrics = Metrics()
     gateway = AdapterGateway(
         urls={POLITIE: police_adapter.url},
         signing_key=broker_key,
@@ -240,6 +243,7 @@ def rig(
         keys=keystore,
         timeout_seconds=5.0,
         http=httpx.Client(transport=wire, timeout=5.0),
+        metrics=metrics,
     )
     parts: dict[str, Any] = {
         "convenant": convenant,
@@ -251,6 +255,7 @@ def rig(
         "clock": clock,
         "signing_key": broker_key,
         "in_flight_limit": IN_FLIGHT_LIMIT,
+        "metrics": metrics,
     }
     pipeline = ExchangePipeline(**parts)
     yield Rig(
@@ -263,6 +268,7 @@ def rig(
         case_id=case.id,
         convenant=convenant,
         parts=parts,
+        metrics=metrics,
     )
     gateway.close()
     sql.close()

@@ -9,10 +9,11 @@ https://www.openpolicyagent.org/docs/rest-api): the Health API, the Policy API
 and the Data API, with OPA's status codes and its answer shapes, notably
 ``{}`` without ``result`` when a document is undefined. It evaluates the real
 Rego it is given with rego-cpp (regopy), the same evaluator as the embedded
-engine. It reads a bundle directory as ``opa run --bundle`` does and reports
-the manifest's revision as provenance (``?provenance=true``), which is what
-the engine checks on every decision. The real OPA runs in docker/ (the
-`openpolicyagent/opa` image).
+engine. It reads a signed bundle archive as ``opa run --bundle FILE
+--verification-key KEY`` does, refusing one whose signature or file digests
+do not verify, and reports the manifest's revision as provenance
+(``?provenance=true``), which is what the engine checks on every decision.
+The real OPA runs in docker/ (the `openpolicyagent/opa` image).
 
 What it is not: OPA. It parses modules with rego-cpp, which accepts some
 modules OPA rejects (rego-cpp does not check variable safety, for one); it
@@ -51,9 +52,20 @@ from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import regopy
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from broker.keys import (
+    POLICY_SIGNER_ALGORITHM,
+    PublicKeySet,
+    SigningKey,
+    TrustedKey,
+    generate_signing_key,
+    jwk_thumbprint,
+    public_jwk_of,
+)
+from broker.policy.bundle import PolicyBundleError, build_signed_archive, load_signed_bundle
 from broker.policy.engine import PolicyBundle
-from broker.policy.opa import write_opa_bundle
 
 # Inputs and modules in these tests are a few kilobytes; 4 MiB is far above
 # them and still bounds what a runaway test can make this thread buffer.
@@ -171,37 +183,58 @@ class OpaStandIn:
             self._data = copy.deepcopy(bundle.data)
             self._bundles = {}
 
-    def load_bundle_directory(self, root: Path) -> None:
-        """Read a bundle directory as ``opa run --bundle root`` does.
+    def load_bundle_archive(self, path: Path, *, verification_key: Path) -> None:
+        """Read a signed bundle archive as ``opa run --bundle path --verification-key key`` does.
 
-        OPA's bundle format (https://www.openpolicyagent.org/docs/management-bundles):
-        ``*.rego`` files are modules, a ``data.json`` is placed at the path of
-        its directory, and ``.manifest`` carries the ``revision`` that OPA
-        reports as provenance. Other files are ignored, as OPA ignores them.
+        OPA's bundle format (https://www.openpolicyagent.org/docs/management-bundles)
+        and its signature check: the archive's ``.signatures.json`` must hold
+        one ES256 JWS that verifies with the PEM public key `verification_key`,
+        listing every other file with its digest. The stand-in verifies with
+        the broker's own verifier (`broker.policy.bundle`), given only that one
+        key, as OPA is; a bundle that fails raises `PolicyBundleError` and
+        whatever was loaded before stays, as OPA keeps its last good bundle.
+        The manifest's revision is then reported as provenance.
         """
-        manifest = json.loads((root / ".manifest").read_text(encoding="utf-8"))
-        policies = {
-            f"{root.name}/{path.relative_to(root).as_posix()}": path.read_text(encoding="utf-8")
-            for path in sorted(root.rglob("*.rego"))
-        }
-        data: dict[str, Any] = {}
-        for path in sorted(root.rglob("data.json")):
-            node = data
-            for segment in path.parent.relative_to(root).parts:
-                node = node.setdefault(segment, {})
-            node.update(json.loads(path.read_text(encoding="utf-8")))
+        public_key = serialization.load_pem_public_key(verification_key.read_bytes())
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise PolicyBundleError(f"expected an EC public key in {verification_key}")
+        trusted = PublicKeySet(
+            [
+                TrustedKey(
+                    kid=jwk_thumbprint(public_jwk_of(public_key)),
+                    alg=POLICY_SIGNER_ALGORITHM,
+                    public_key=public_key,
+                )
+            ]
+        )
+        bundle = load_signed_bundle(path, trusted=trusted)
         with self._lock:
-            self._policies, self._data = policies, data
-            self._bundles = {str(root): manifest["revision"]}
+            self._policies = {f"{path.name}/{name}": src for name, src in bundle.modules.items()}
+            self._data = copy.deepcopy(bundle.data)
+            self._bundles = {str(path): bundle.version}
 
-    def serve_bundle(self, bundle: PolicyBundle, directory: Path) -> None:
-        """What docker/ does: write `bundle` for OPA into `directory`, then load it as OPA would.
+    def serve_bundle(
+        self, bundle: PolicyBundle, directory: Path, *, signing_key: SigningKey | None = None
+    ) -> Path:
+        """What docker/ does: sign `bundle` into an archive in `directory`, load it as OPA would.
 
+        `signing_key` defaults to a fresh ES256 key made for this bundle; its
+        public PEM is written beside the archive as OPA's verification key.
         After this an `OpaPolicyEngine(version=bundle.version)` gets decisions
-        with the revision it checks; `directory` must be empty or an older bundle.
+        with the revision it checks. Returns the archive's path.
         """
-        write_opa_bundle(bundle, directory)
-        self.load_bundle_directory(directory)
+        key = signing_key or generate_signing_key(POLICY_SIGNER_ALGORITHM)
+        directory.mkdir(parents=True, exist_ok=True)
+        archive = directory / "policy-bundle.tar.gz"
+        archive.write_bytes(build_signed_archive(bundle, key))
+        pem = directory / "policy-signer.pem"
+        pem.write_bytes(
+            key.public_key.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        self.load_bundle_archive(archive, verification_key=pem)
+        return archive
 
     def provenance(self) -> dict[str, Any]:
         """OPA's provenance member; ``bundles`` only when a bundle is loaded, as in OPA."""

@@ -16,8 +16,8 @@ PostgreSQL runs in a scratch database, Redis under a scratch namespace
 maximum (as tests/e2e/conftest.py does), because the bench measures speed,
 not limits.
 
-What it does not: spread the broker over several processes (the
-production profile's scale-out is tested in tests/, not timed here), or
+What it does not: spread the broker over several processes (that is
+bench.scale_out, which reuses the case, plan and summaries below), or
 hide the limits: every request the loadgen sends counts against the
 partner's daily quota (MAX_LIMIT, 10 000), so the request caps below keep
 one backend's run under it, and any refusal shows up as failed requests.
@@ -197,12 +197,12 @@ def level_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def prepare_case(stack: LocalStack, keys: KeyStore) -> str:
+def prepare_case(broker_url: str, keys: KeyStore) -> str:
     """An active complex case (consent granted, in behandeling) that exchanges may use."""
 
     def client(partner: str) -> BrokerClient:
         return BrokerClient(
-            base_url=stack.broker_url, client_id=partner, signing_key=keys.signing_key(partner)
+            base_url=broker_url, client_id=partner, signing_key=keys.signing_key(partner)
         )
 
     with client(REQUESTER) as gemeente, client(CONSENTER) as linge:
@@ -225,15 +225,33 @@ def prepare_case(stack: LocalStack, keys: KeyStore) -> str:
 
 def loadgen_plan(stack: LocalStack, case_id: str, load: LoadSettings) -> dict[str, Any]:
     """What `bench.loadgen` needs: where to send, as whom, what, and the scenarios."""
+    return plan_for(
+        broker_url=stack.broker_url,
+        adapter_url=stack.adapter_urls[PROVIDER],
+        keys_dir=stack.settings.keys_dir,
+        case_id=case_id,
+        scenario_list=scenarios(load),
+    )
+
+
+def plan_for(
+    *,
+    broker_url: str,
+    adapter_url: str,
+    keys_dir: Path,
+    case_id: str,
+    scenario_list: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A loadgen plan for any layout: the broker and the politie adapter at these URLs."""
     return {
-        "broker_url": stack.broker_url,
-        "adapter_url": stack.adapter_urls[PROVIDER],
+        "broker_url": broker_url,
+        "adapter_url": adapter_url,
         "adapter_partner": PROVIDER,
-        "keys_dir": str(stack.settings.keys_dir),
+        "keys_dir": str(keys_dir),
         "client_id": REQUESTER,
         "exchange_body": exchange_body(case_id),
         "adapter_body": adapter_query(case_id).to_body().decode("utf-8"),
-        "scenarios": scenarios(load),
+        "scenarios": scenario_list,
     }
 
 
@@ -303,7 +321,7 @@ def run_backend(backend: str, load: LoadSettings) -> dict[str, Any]:
             start_local_stack(base=base) as stack,
         ):
             keys = KeyStore(stack.settings.keys_dir)
-            case_id = prepare_case(stack, keys)
+            case_id = prepare_case(stack.broker_url, keys)
             plan = loadgen_plan(stack, case_id, load)
             timeout = sum(
                 float(sc["max_seconds"]) + LOADGEN_GRACE_SECONDS for sc in plan["scenarios"]

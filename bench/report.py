@@ -2,7 +2,8 @@
 
 What it does: `render_table(document)` turns a result document into plain
 text: exchanges direct vs. broker per backend and concurrency with the
-ratios, one durable commit, policy decisions per engine, audit appends
+ratios, one durable commit, the scale-out (worker processes, throughput
+against the fewest workers), policy decisions per engine, audit appends
 with and without group commit, verification rates, micro costs, and the
 targets with MET / MISSED / NO FIGURE. A block that was not measured
 prints its status and reason in place of figures. `write_results` writes
@@ -74,6 +75,35 @@ def _exchange(section: dict[str, Any]) -> list[str]:
             f" store append of one entry p50 {_ms(append)} ms"
         )
     return lines
+
+
+def _scale_out(section: dict[str, Any]) -> list[str]:
+    lines = [
+        "Scale-out through the broker (ms; req/s = completed / wall; PostgreSQL + Redis):",
+        "broker as N worker processes, each adapter in a process of its own",
+        f"{'workers':>7}{'conc':>6} | {'p50':>8}{'p99':>9}{'req/s':>8} | {'vs fewest':>10}"
+        f"{'per worker':>11}",
+    ]
+    scaling = {(r.get("workers"), r.get("concurrency")): r for r in section.get("scaling", [])}
+    for config in section.get("configs", []):
+        workers = config.get("workers", "?")
+        if not is_measured(config):
+            lines.append(f"{workers:>7}       {_status(config)}")
+            continue
+        for level in config.get("levels", []):
+            b, c = level.get("broker", {}), level.get("concurrency", "?")
+            ratio = scaling.get((workers, c), {})
+            flag = "" if is_measured(b) else "  ! " + _status(b)[:60]
+            lines.append(
+                f"{workers:>7}{c:>6} | {_ms(b):>8}{_ms(b, 'p99_ms'):>9}{_rate(b):>8} |"
+                f" {_times(ratio):>10}"
+                f"{_num(ratio, 'efficiency', '.2f'):>11}{flag}"
+            )
+    return lines
+
+
+def _times(row: dict[str, Any]) -> str:
+    return f"{row['ratio_throughput']:.2f} x" if _has(row, "ratio_throughput") else "-"
 
 
 def _rate(block: Any) -> str:
@@ -204,6 +234,7 @@ def render_table(document: dict[str, Any]) -> str:
     blocks = [[header, "=" * min(len(header), WIDTH)]]
     sections = (
         ("exchange", _exchange),
+        ("scale_out", _scale_out),
         ("policy", _policy),
         ("audit_append", _append),
         ("audit_verify", _verify),

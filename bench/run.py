@@ -6,7 +6,9 @@ PostgreSQL + Redis (bench.exchange, with the loadgen as a separate
 process), policy decisions embedded vs. the OPA client path
 (bench.policy_compare), micro costs of token, DPoP and replay checks
 (bench.micro), audit appends with and without group commit
-(bench.audit_append), and full verification rates (bench.audit_verify).
+(bench.audit_append), full verification rates (bench.audit_verify), and
+last the scale-out: the broker as 1 and 2 worker processes with the
+adapters in processes of their own, PostgreSQL + Redis (bench.scale_out).
 It then judges the figures against the issue's targets (bench.targets),
 writes bench/results/bench-<UTC stamp>.json and latest.json with the
 machine, commit and settings, and prints the table (bench.report).
@@ -37,7 +39,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import audit_append, audit_verify, exchange, micro, policy_compare
+from bench import audit_append, audit_verify, exchange, micro, policy_compare, scale_out
 from bench.machine import load_average, machine_info
 from bench.report import render_table, write_results
 from bench.schema import FAILED, SCHEMA, failed, over_budget, validate
@@ -48,7 +50,7 @@ from broker.settings import PROJECT_ROOT
 RESULTS = PROJECT_ROOT / "bench" / "results"
 DEFAULT_BUDGET_SECONDS = 540.0  # `make bench` must end within ten minutes
 BACKENDS = ("sqlite", "postgres")
-PARTS = ("exchange", "policy", "micro", "audit_append", "audit_verify")
+PARTS = ("exchange", "policy", "micro", "audit_append", "audit_verify", "scale_out")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class RunSettings:
     append_seconds: float
     append_max_entries: int
     verify_size: int
+    scale: scale_out.ScaleSettings
 
     @classmethod
     def default(cls) -> RunSettings:
@@ -75,6 +78,7 @@ class RunSettings:
             append_seconds=audit_append.SECONDS,
             append_max_entries=audit_append.MAX_ENTRIES,
             verify_size=audit_verify.DEFAULT_SIZE,
+            scale=scale_out.ScaleSettings(),
         )
 
     @classmethod
@@ -97,6 +101,7 @@ class RunSettings:
             append_seconds=0.5,
             append_max_entries=500,
             verify_size=2_000,
+            scale=scale_out.ScaleSettings.quick(),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,6 +115,7 @@ class RunSettings:
                 "max_entries": self.append_max_entries,
             },
             "audit_verify": {"size": self.verify_size},
+            "scale_out": self.scale.to_dict(),
         }
 
     def worst_case_seconds(self, part: str) -> float:
@@ -125,6 +131,8 @@ class RunSettings:
             # export, two offline verifies) at >= 5 000/s: this machine's
             # figures before issue 6's work, the slow end.
             "audit_verify": 10 + self.verify_size * (1 / 2_000 + 5 / 5_000),
+            # Checked again per worker count inside the part (bench.scale_out).
+            "scale_out": 15 + self.scale.config_seconds(),
         }[part]
 
 
@@ -212,6 +220,15 @@ def run_parts(parts: Sequence[str], settings: RunSettings, budget: Budget) -> di
             budget,
             lambda b: audit_verify.run_backend(b, size=settings.verify_size),
         )
+    if "scale_out" in parts:
+        # Last: it starts processes of its own and must not squeeze the parts
+        # above; it runs the worker counts that still fit.
+        need = settings.worst_case_seconds("scale_out")
+        doc["scale_out"] = (
+            _guarded("scale_out", lambda: scale_out.run(settings.scale, left=budget.left))
+            if budget.left() >= need
+            else over_budget(f"needs up to {need:.0f} s, {max(budget.left(), 0):.0f} s left")
+        )
     # Parts not asked for are empty sections: the document keeps its shape.
     return {part: (value if value is not None else {}) for part, value in doc.items()}
 
@@ -243,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verify_size is not None:
         settings = replace(settings, verify_size=args.verify_size)
     settings.load.check()
+    settings.scale.check()
     started = datetime.now(UTC)
     began = time.monotonic()
     budget = Budget(args.budget)

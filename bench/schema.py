@@ -30,12 +30,12 @@ OVER_BUDGET = "skipped: over budget"
 STATUSES = frozenset({MEASURED, NOT_AVAILABLE, FAILED, OVER_BUDGET})
 
 # Sections of a whole run, in the order the table prints them.
-SECTIONS = ("exchange", "policy", "audit_append", "audit_verify", "micro")
+SECTIONS = ("exchange", "scale_out", "policy", "audit_append", "audit_verify", "micro")
 TOP_LEVEL = ("schema", "started", "wall_seconds", "machine", "settings", "targets", *SECTIONS)
 MACHINE_KEYS = ("cpus", "python", "git")
 # A measured block must hold at least one of these figures, or blocks of its own.
 FIGURES = frozenset(
-    {"p50_ms", "p99_ms", "entries_per_s", "throughput_per_s", "levels", "rows", "size"}
+    {"p50_ms", "p99_ms", "entries_per_s", "throughput_per_s", "levels", "rows", "size", "configs"}
 )
 
 

@@ -6,7 +6,9 @@ p50 through the broker against the direct call plus ONE durable commit
 plus 1 ms, at concurrency 1 (the issue's target) and, as context next to
 it, plus TWO commits (each disclosed exchange makes two durable audit
 commits, intent and disclosure, ADR 0005); p99 <= 3 x p50 at every level;
->= 1000 exchanges/s at the best level; embedded policy median <= 0.3 ms
+>= 1000 exchanges/s at the best level per backend and, once, at the best
+of every layout in the run (one process, or the scale-out's worker
+processes), labelled with where it was reached; embedded policy median <= 0.3 ms
 per entrypoint; verification >= 200 000 entries/s.
 
 What it does not: measure, or round a miss into a pass. `met` is None
@@ -100,6 +102,34 @@ def _throughput_row(name: str, backend: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def _best_throughput_row(document: dict[str, Any]) -> dict[str, Any]:
+    """The >= 1000/s target against the best figure of ANY layout in the run, labelled."""
+    label = "best of every layout: >= 1000 exchanges/s through the broker (durable audit)"
+    candidates: list[tuple[float, str]] = []
+    for name, backend in sorted(document.get("exchange", {}).items()):
+        if isinstance(backend, dict) and is_measured(backend):
+            for row in backend.get("levels", []):
+                if is_measured(row.get("broker")):
+                    where = f"{name}, one process (broker + adapters), c={row['concurrency']}"
+                    candidates.append((row["broker"]["throughput_per_s"], where))
+    scale = document.get("scale_out")
+    if isinstance(scale, dict) and is_measured(scale):
+        for config in scale.get("configs", []):
+            if not is_measured(config):
+                continue
+            for row in config.get("levels", []):
+                if is_measured(row.get("broker")):
+                    where = (
+                        f"postgres, broker as {config['workers']} worker process(es),"
+                        f" c={row['concurrency']}"
+                    )
+                    candidates.append((row["broker"]["throughput_per_s"], where))
+    if not candidates:
+        return _missing(label, ">= 1000/s", "no measured layout")
+    rate, where = max(candidates)
+    return _row(label, ">= 1000/s", f"{rate:,.0f}/s ({where})", rate >= MIN_EXCHANGES_PER_S)
+
+
 def _policy_rows(policy: dict[str, Any]) -> list[dict[str, Any]]:
     embedded = policy.get("embedded", {})
     rows = []
@@ -151,6 +181,7 @@ def evaluate(document: dict[str, Any]) -> list[dict[str, Any]]:
         rows += _latency_rows(name, backend)
         rows.append(_tail_row(name, backend))
         rows.append(_throughput_row(name, backend))
+    rows.append(_best_throughput_row(document))
     if isinstance(document.get("policy"), dict):
         rows += _policy_rows(document["policy"])
     if isinstance(document.get("audit_verify"), dict):

@@ -69,7 +69,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwt import exceptions as jwt_errors
 
-from broker.auth.jose import MAX_JWT_BYTES
+from broker.auth.jose import MAX_JWT_BYTES, unverified_header
 from broker.errors import InvalidTokenError
 from broker.keys import (
     ALLOWED_ALGORITHMS,
@@ -332,8 +332,8 @@ def _read_header(proof: str) -> dict[str, Any]:
             f"expected a compact JWS (three parts), got {proof.count('.') + 1}"
         )
     try:
-        header = jwt.get_unverified_header(proof)
-    except jwt_errors.PyJWTError as e:
+        header = unverified_header(proof)
+    except ValueError as e:
         raise InvalidDpopProofError(
             f"expected a compact JWS, got one that does not parse: {e}"
         ) from e
@@ -348,7 +348,7 @@ def _read_header(proof: str) -> dict[str, Any]:
     if "crit" in header:
         # No extension is understood here, so none may be critical (RFC 7515 §4.1.11).
         raise InvalidDpopProofError(
-            f"expected no critical header extensions, got crit={header['crit']!r}"
+            f"expected no critical extension in the header, got crit={header['crit']!r}"
         )
     foreign = sorted(FOREIGN_KEY_HEADERS & header.keys())
     if foreign:

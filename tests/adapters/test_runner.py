@@ -102,6 +102,6 @@ def test_failed_startup_is_reported_and_leaves_no_thread() -> None:
 def test_listening_socket_is_tcp_so_responses_are_not_delayed() -> None:
     # asyncio sets TCP_NODELAY on accepted connections only for sockets whose
     # proto is IPPROTO_TCP; with proto 0 each response waited ~40 ms for the
-    # peer's delayed ACK (found by bench/exchange_latency.py).
+    # peer's delayed ACK (found by the exchange benchmark, now bench/exchange.py).
     with start_server(_app()) as server:
         assert server._socket.proto == socket.IPPROTO_TCP

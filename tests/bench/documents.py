@@ -75,6 +75,19 @@ def _rate(rate: float) -> dict[str, Any]:
     return {"status": "measured", "size": 1000, "seconds": 1000 / rate, "entries_per_s": rate}
 
 
+def _scale_config(workers: int, rates: tuple[float, float]) -> dict[str, Any]:
+    return {
+        "workers": workers,
+        "status": "measured",
+        "startup_seconds": 8.0,
+        "serving_processes_seen": workers,
+        "levels": [
+            {"concurrency": c, "broker": _path(150.0, 300.0, rate)}
+            for c, rate in zip((8, 32), rates, strict=True)
+        ],
+    }
+
+
 _DOCUMENT: dict[str, Any] = {
     "schema": SCHEMA,
     "started": "2026-11-21T22:00:00Z",
@@ -86,6 +99,39 @@ _DOCUMENT: dict[str, Any] = {
         # vs two commits (3.3) it would pass.
         "sqlite": _backend(direct=1.5, broker=3.0, commit=0.4),
         "postgres": {"status": "not available", "reason": "cannot reach Redis: refused"},
+    },
+    "scale_out": {
+        "status": "measured",
+        "layout": "production profile on loopback",
+        "configs": [
+            _scale_config(1, (50.0, 40.0)),
+            _scale_config(2, (80.0, 60.0)),
+            {
+                "workers": 4,
+                "status": "skipped: over budget",
+                "reason": "needs up to 95 s, 7 s left",
+            },
+        ],
+        "scaling": [
+            {
+                "concurrency": 8,
+                "workers": 2,
+                "base_workers": 1,
+                "throughput_per_s": 80.0,
+                "base_throughput_per_s": 50.0,
+                "ratio_throughput": 1.6,
+                "efficiency": 0.8,
+            },
+            {
+                "concurrency": 32,
+                "workers": 2,
+                "base_workers": 1,
+                "throughput_per_s": 60.0,
+                "base_throughput_per_s": 40.0,
+                "ratio_throughput": 1.5,
+                "efficiency": 0.75,
+            },
+        ],
     },
     "policy": {
         "policy_version": "sha256:00",

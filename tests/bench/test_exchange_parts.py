@@ -133,7 +133,7 @@ def test_loadgen_process_measures_real_exchanges(keystore: KeyStore, tmp_path: P
         warmup_per_worker=1,
     )
     with start_local_stack(base=base) as stack:
-        case_id = prepare_case(stack, keystore)
+        case_id = prepare_case(stack.broker_url, keystore)
         before = stack.services.audit.checkpoint().size
         answer = run_loadgen(loadgen_plan(stack, case_id, load), timeout=120)
         written = stack.services.audit.checkpoint().size - before

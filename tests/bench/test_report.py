@@ -67,3 +67,13 @@ def test_results_are_written_stamped_and_as_latest(tmp_path: Path) -> None:
     latest = tmp_path / "results" / "latest.json"
     assert json.loads(path.read_text()) == document
     assert latest.read_text() == path.read_text()
+
+
+def test_scale_out_table_shows_each_worker_count_and_the_ratio_to_the_fewest() -> None:
+    lines = _table().splitlines()
+    rows = [" ".join(line.split()) for line in lines if line.startswith(("      1 ", "      2 "))]
+    # The fewest workers have nothing to be compared with.
+    assert "1 8 | 150.00 300.00 50 | - -" in rows
+    assert "2 32 | 150.00 300.00 60 | 1.50 x 0.75" in rows
+    skipped = next(line for line in lines if line.startswith("      4 "))
+    assert "skipped: over budget: needs up to 95 s, 7 s left" in skipped

@@ -46,6 +46,15 @@ def test_a_whole_document_validates() -> None:
             lambda d: d["micro"].update(access_token_verify={"status": "measured"}),
             "micro.access_token_verify: measured but holds no figures",
         ),
+        (
+            lambda d: d["scale_out"].pop("configs"),
+            "scale_out: measured but holds no figures",
+        ),
+        (
+            lambda d: d["scale_out"]["configs"][2].pop("reason"),
+            "scale_out.configs[2]: status 'skipped: over budget' without a reason",
+        ),
+        (lambda d: d.pop("scale_out"), "missing top-level 'scale_out'"),
         (lambda d: d.update(exchange=[1, 2]), "exchange: expected an object"),
         (lambda d: d.update(targets={"a": 1}), "targets: expected a list"),
         (lambda d: d.update(targets=[{"name": "x"}]), "targets[0]: expected name, target"),

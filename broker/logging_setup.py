@@ -65,7 +65,7 @@ MAX_FRAMES = 20
 _HANDLER_MARK = "_ketenbroker_handler"
 # uvicorn's access log prints the raw path and query string; the broker's
 # own request line replaces it (see the module docstring).
-_SILENCED = {"uvicorn.access": logging.CRITICAL + 1, "httpx": logging.WARNING}
+SILENCED = {"uvicorn.access": logging.CRITICAL + 1, "httpx": logging.WARNING}
 
 
 def _time(record: logging.LogRecord) -> str:
@@ -146,6 +146,6 @@ def configure_logging(
     setattr(handler, _HANDLER_MARK, True)
     root.addHandler(handler)
     root.setLevel(level or settings.log_level)
-    for name, silenced_below in _SILENCED.items():
+    for name, silenced_below in SILENCED.items():
         logging.getLogger(name).setLevel(silenced_below)
     return handler

@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from broker.audit.store import AuditQuery
 from broker.keys import KeyStore
-from broker.logging_setup import configure_logging
-from broker.settings import Settings
 from broker.tracing import TraceContext, new_trace, parse_traceparent
+from tests.conftest import json_records
 from tests.e2e.conftest import GEMEENTE, case_body, exchange_body
 from tests.ops.conftest import active_case, client, running_stack
 
@@ -117,23 +113,6 @@ def test_child_keeps_the_trace_and_starts_a_new_span() -> None:
 E2E_TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 
 
-@pytest.fixture
-def json_log() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    root = logging.getLogger()
-    previous = root.level
-    handler = configure_logging(Settings(log_format="json"), level="INFO", stream=stream)
-    try:
-        yield stream
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(previous)
-
-
-def _records(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
-
-
 @pytest.mark.e2e
 @pytest.mark.parametrize(
     ("sent", "carried_on"),
@@ -159,7 +138,7 @@ def test_trace_id_joins_client_broker_adapter_audit_and_logs(
     trace_id = stored.entry["trace_id"]
     assert (trace_id == E2E_TRACE_ID) is carried_on
     assert WELL_FORMED.fullmatch(f"00-{trace_id}-{PARENT_ID}-01")
-    records = _records(json_log)
+    records = json_records(json_log)
     (request,) = [
         r for r in records if r["logger"] == "ketenbroker.access" and r["route"] == "/v1/exchanges"
     ]

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from broker.audit.checkpoint import Checkpoint
@@ -33,7 +32,7 @@ from broker.cli import main
 from broker.clock import SystemClock
 from broker.commands.restore_check import check_restore
 from broker.keys import KeyStore
-from tests.conftest import POSTGRES_ADMIN_DSN
+from tests.conftest import throwaway_database
 
 ENTRIES_BEFORE_CHECKPOINT = 40
 ENTRIES_AFTER_CHECKPOINT = 7
@@ -206,14 +205,8 @@ def test_a_missing_database_cannot_be_checked(
 @pytest.fixture
 def fresh_database() -> Iterator[str]:
     """An empty database to restore into, dropped afterwards."""
-    name = f"ketenbroker_restore_{secrets.token_hex(4)}"
-    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{POSTGRES_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database("ketenbroker_restore") as dsn:
+        yield dsn
 
 
 def run_tool(*argv: str) -> None:

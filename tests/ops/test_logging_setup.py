@@ -5,45 +5,28 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 
 from broker.logging_setup import configure_logging, current_trace_id, log_format_of
 from broker.settings import Settings
+from tests.conftest import json_records
 
 BIRTH_DATE = "1979-03-14"
 
 
-@pytest.fixture
-def lines() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    root = logging.getLogger()
-    previous = root.level
-    handler = configure_logging(Settings(log_format="json"), level="INFO", stream=stream)
-    try:
-        yield stream
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(previous)
-
-
-def _records(stream: io.StringIO) -> list[dict[str, object]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
-
-
-def test_a_forged_line_inside_a_message_stays_inside_one_record(lines: io.StringIO) -> None:
+def test_a_forged_line_inside_a_message_stays_inside_one_record(json_log: io.StringIO) -> None:
     logging.getLogger("ketenbroker.test").warning("got %r", 'x"}\n{"level": "info"')
-    (record,) = _records(lines)
+    (record,) = json_records(json_log)
     assert record["level"] == "warning"
     assert record["message"] == 'got \'x"}\\n{"level": "info"\''
 
 
-def test_only_declared_fields_leave_through_extra(lines: io.StringIO) -> None:
+def test_only_declared_fields_leave_through_extra(json_log: io.StringIO) -> None:
     logging.getLogger("ketenbroker.test").info(
         "request", extra={"partner": "politie-lekstroom", "birth_date": BIRTH_DATE}
     )
-    (record,) = _records(lines)
+    (record,) = json_records(json_log)
     assert record["partner"] == "politie-lekstroom"
     assert BIRTH_DATE not in json.dumps(record)
 
@@ -52,12 +35,12 @@ def _parse_date(text: str) -> None:
     raise ValueError(f"expected a date, got {text!r}")
 
 
-def test_an_exception_is_logged_by_type_and_place_not_by_message(lines: io.StringIO) -> None:
+def test_an_exception_is_logged_by_type_and_place_not_by_message(json_log: io.StringIO) -> None:
     try:
         _parse_date(BIRTH_DATE)
     except ValueError:
         logging.getLogger("ketenbroker.test").exception("parse failed")
-    (record,) = _records(lines)
+    (record,) = json_records(json_log)
     exception = record["exception"]
     assert isinstance(exception, dict)
     assert exception["type"] == "builtins.ValueError"
@@ -65,14 +48,14 @@ def test_an_exception_is_logged_by_type_and_place_not_by_message(lines: io.Strin
     assert BIRTH_DATE not in json.dumps(record)
 
 
-def test_records_carry_the_requests_trace_id(lines: io.StringIO) -> None:
+def test_records_carry_the_requests_trace_id(json_log: io.StringIO) -> None:
     token = current_trace_id.set("4bf92f3577b34da6a3ce929d0e0e4736")
     try:
         logging.getLogger("ketenbroker.test").info("inside")
     finally:
         current_trace_id.reset(token)
     logging.getLogger("ketenbroker.test").info("outside")
-    inside, outside = _records(lines)
+    inside, outside = json_records(json_log)
     assert inside["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert "trace_id" not in outside
 

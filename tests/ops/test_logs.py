@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 
 from broker.keys import KeyStore
-from broker.logging_setup import configure_logging
-from broker.settings import PROJECT_ROOT, Settings
+from broker.settings import PROJECT_ROOT
 from tests.e2e.conftest import GEMEENTE, case_body
 from tests.ops.conftest import client, play_story, running_stack
 
@@ -86,20 +85,14 @@ def secrets_of(keystore: KeyStore) -> set[str]:
 
 
 @pytest.fixture
-def captured() -> Iterator[io.StringIO]:
+def captured(json_log: io.StringIO) -> Iterator[io.StringIO]:
     """Every record of every logger, in the production format, at DEBUG for our own."""
-    stream = io.StringIO()
-    root = logging.getLogger()
-    previous = root.level
-    handler = configure_logging(Settings(log_format="json"), level="INFO", stream=stream)
     ours = [logging.getLogger(name) for name in ("ketenbroker", "broker", "adapters")]
     for logger in ours:
         logger.setLevel(logging.DEBUG)
     try:
-        yield stream
+        yield json_log
     finally:
-        root.removeHandler(handler)
-        root.setLevel(previous)
         for logger in ours:
             logger.setLevel(logging.NOTSET)
 

@@ -13,15 +13,15 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 
-import psycopg
 import pytest
 
 from broker.audit.postgres_store import PostgresAuditStore
 from broker.cases.store import SqlCaseStore
 from broker.policy.decision_log import SqlDecisionLog
 from broker.sql import SqlConnection
-from tests.conftest import POSTGRES_ADMIN_DSN
+from tests.conftest import throwaway_database
 
 pytestmark = pytest.mark.postgres
 
@@ -32,19 +32,12 @@ JOIN_TIMEOUT_SECONDS = 60.0
 
 @pytest.fixture
 def fresh_databases() -> Iterator[Callable[[], str]]:
-    made: list[str] = []
+    with ExitStack() as made:
 
-    def make() -> str:
-        name = f"ketenbroker_start_{secrets.token_hex(4)}"
-        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        return f"{POSTGRES_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
+        def make() -> str:
+            return made.enter_context(throwaway_database("ketenbroker_start"))
 
-    yield make
-    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-        for name in made:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield make
 
 
 def _start_like_a_broker(dsn: str) -> None:

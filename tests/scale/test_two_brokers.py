@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import redis
 
@@ -56,7 +55,7 @@ from broker.keys import KeyStore
 from broker.ratelimit.policy import MAX_LIMIT, RateLimits
 from broker.settings import PROJECT_ROOT, Settings
 from broker.stack import LOOPBACK, free_port, start_adapters
-from tests.conftest import POSTGRES_ADMIN_DSN, REDIS_URL
+from tests.conftest import REDIS_URL, throwaway_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 
@@ -233,15 +232,9 @@ def _signed_policy_bundle(keystore: KeyStore, out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def fresh_database() -> Iterator[str]:
-    """A database of its own for this module, dropped afterwards (tests/conftest.py's way)."""
-    name = f"ketenbroker_scale_{secrets.token_hex(4)}"
-    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{POSTGRES_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A database of its own for this module, dropped afterwards."""
+    with throwaway_database("ketenbroker_scale") as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ still be written, and nothing false where it cannot.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +29,7 @@ from broker.policy.inputs import convenant_data
 from broker.policy.opa import OpaPolicyEngine
 from broker.settings import PROJECT_ROOT
 from broker.stack import LocalStack, start_local_stack
-from tests.conftest import EXAMPLE_CONVENANT, POSTGRES_ADMIN_DSN
+from tests.conftest import EXAMPLE_CONVENANT, POSTGRES_ADMIN_DSN, throwaway_database
 from tests.security.conftest import (
     FG,
     GEMEENTE,
@@ -400,15 +399,9 @@ def test_audit_store_failing_turns_refusals_into_503(
 
 @contextmanager
 def own_database() -> Iterator[str]:
-    """A throw-away PostgreSQL database for one store, dropped afterwards."""
-    name = f"kbsec_audit_{secrets.token_hex(4)}"
-    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A throw-away PostgreSQL database for one store (its name), dropped afterwards."""
+    with throwaway_database("kbsec_audit") as dsn:
+        yield dsn.rsplit("/", 1)[1]
 
 
 @contextmanager
